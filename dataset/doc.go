@@ -1,0 +1,26 @@
+// Package dataset loads training data into memory and decides which examples
+// make up each minibatch.
+//
+// Loading: [LoadMNIST] reads the four IDX files of MNIST (gzip or raw),
+// [FindMNIST] locates them, [LoadCSV] reads numeric CSV and [Load] turns the
+// --data flag into a train and a test [Set].
+//
+// Batching is a pure function of its arguments, so every worker of a ring,
+// and a worker restarted from a checkpoint, agrees on the batch without
+// talking: [BatchIndices] gives the examples of global minibatch (epoch,
+// step), [ShardRange] the slice of it a rank computes, [CursorAt] the
+// (epoch, step) of a global optimizer step. The last partial batch of an
+// epoch is dropped ([StepsPerEpoch]).
+//
+// Invariants:
+//   - A Set is read-only once loaded; any number of goroutines may read it.
+//     [Set.Subset] returns a view that shares memory with its parent.
+//   - [Set.Gather] writes only into caller-owned buffers and never allocates.
+//   - The shuffle is specified here, not borrowed from math/rand: a PCG
+//     (math/rand/v2) seeded with (seed, epoch) drives a Fisher-Yates shuffle
+//     with Lemire's bounded draw, so a permutation never changes with the Go
+//     version. TestPermutationGolden pins it.
+//   - Shapes passed to the batching helpers are programmer errors: bad values
+//     panic. Bad files and flags are returned as errors wrapping the
+//     sentinels in errors.go.
+package dataset

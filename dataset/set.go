@@ -1,0 +1,51 @@
+package dataset
+
+import "fmt"
+
+// Set is a labelled data set held in memory.
+type Set struct {
+	// X holds the features, [N, Dim] row-major. MNIST pixels are scaled to
+	// [0, 1] by dividing by 255, with no other normalisation.
+	X []float32
+	// Labels holds the class of each example, [N], each in [0, Classes).
+	Labels []int32
+	// N is the number of examples and Dim the number of features of each.
+	N, Dim int
+	// Classes is the number of classes: 10 for MNIST, the largest label
+	// plus one for CSV.
+	Classes int
+}
+
+// Gather copies the examples idx into caller-owned buffers: x receives
+// len(idx)*Dim features and labels len(idx) labels. It does not allocate.
+// It panics if a buffer has the wrong length or an index is out of range.
+func (s *Set) Gather(idx []int, x []float32, labels []int32) {
+	if len(x) != len(idx)*s.Dim || len(labels) != len(idx) {
+		panic(fmt.Sprintf("dataset: Gather of %d examples of dim %d into buffers of len %d and %d, want %d and %d",
+			len(idx), s.Dim, len(x), len(labels), len(idx)*s.Dim, len(idx)))
+	}
+	for i, j := range idx {
+		if j < 0 || j >= s.N {
+			panic(fmt.Sprintf("dataset: Gather index %d out of range [0,%d)", j, s.N))
+		}
+		copy(x[i*s.Dim:(i+1)*s.Dim], s.X[j*s.Dim:(j+1)*s.Dim])
+		labels[i] = s.Labels[j]
+	}
+}
+
+// Subset returns the first n examples as a view sharing memory with s; its
+// slices are capped so that appending to them never writes into s. An n
+// larger than s.N gives all of s. It panics if n is negative.
+func (s *Set) Subset(n int) *Set {
+	if n < 0 {
+		panic(fmt.Sprintf("dataset: Subset(%d): n must not be negative", n))
+	}
+	n = min(n, s.N)
+	return &Set{
+		X:       s.X[: n*s.Dim : n*s.Dim],
+		Labels:  s.Labels[:n:n],
+		N:       n,
+		Dim:     s.Dim,
+		Classes: s.Classes,
+	}
+}
