@@ -1,0 +1,266 @@
+package train
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"time"
+	"unsafe"
+
+	"github.com/ringtrain/ringtrain/checkpoint"
+	"github.com/ringtrain/ringtrain/dataset"
+	"github.com/ringtrain/ringtrain/nn"
+)
+
+// State is one replica's training state: the network, the optimizer and the
+// number of optimizer steps applied. Every replica of a data-parallel run
+// holds an identical State after each step; single-process training is the
+// same State driven with one shard that is the whole batch.
+type State struct {
+	Cfg   Config
+	Net   *nn.Network
+	Opt   nn.Optimizer
+	Sched nn.Schedule
+	// Step is the number of optimizer steps applied so far; the next step
+	// trains global minibatch Step.
+	Step int64
+	// TotalSteps is where the run ends.
+	TotalSteps    int64
+	StepsPerEpoch int
+
+	x      []float32
+	labels []int32
+}
+
+// NewState builds the initial state for cfg and a training set of trainN
+// examples: weights drawn from cfg.Seed, optimizer state zero, step 0.
+func NewState(cfg Config, trainN int) (*State, error) {
+	spec, err := cfg.Spec()
+	if err != nil {
+		return nil, err
+	}
+	spe := dataset.StepsPerEpoch(trainN, cfg.Batch)
+	if spe == 0 {
+		return nil, usagef("--batch %d is larger than the training set (%d examples); use a smaller --batch", cfg.Batch, trainN)
+	}
+	net, err := nn.NewNetwork(spec)
+	if err != nil {
+		return nil, &UsageError{Msg: err.Error()}
+	}
+	rng := rand.New(rand.NewPCG(cfg.Seed, 0x72696e67)) // "ring"
+	if err := net.Init(cfg.WeightInit, rng); err != nil {
+		return nil, &UsageError{Msg: err.Error()}
+	}
+	opt, err := nn.NewOptimizer(cfg.OptimizerConfig(), len(net.Params))
+	if err != nil {
+		return nil, &UsageError{Msg: err.Error()}
+	}
+	total := cfg.Steps
+	if total == 0 {
+		total = int64(cfg.Epochs) * int64(spe)
+	}
+	return &State{Cfg: cfg, Net: net, Opt: opt, Sched: cfg.LRSchedule(total), TotalSteps: total, StepsPerEpoch: spe}, nil
+}
+
+// Cursor is the data position of the next step.
+func (s *State) Cursor() dataset.Cursor { return dataset.CursorAt(s.Step, s.StepsPerEpoch) }
+
+// Epoch is the epoch of the next step.
+func (s *State) Epoch() int { return s.Cursor().Epoch }
+
+// Done reports whether the run has applied all its steps.
+func (s *State) Done() bool { return s.Step >= s.TotalSteps }
+
+// ShardGradients computes this replica's share of the gradient of global
+// minibatch s.Step: rank's contiguous shard of the batch, scaled by 1/B so
+// that summing Net.Grads over all world ranks gives the gradient of the mean
+// loss over the whole batch. It returns the sum of the shard's losses and the
+// shard's size.
+func (s *State) ShardGradients(data *dataset.Set, rank, world int) (lossSum float64, n int) {
+	c := s.Cursor()
+	idx := dataset.BatchIndices(data.N, s.Cfg.Seed, c.Epoch, c.Step, s.Cfg.Batch, s.Cfg.Shuffle)
+	lo, hi := dataset.ShardRange(s.Cfg.Batch, rank, world)
+	idx = idx[lo:hi]
+	n = len(idx)
+	if cap(s.x) < n*data.Dim {
+		s.x = make([]float32, n*data.Dim)
+		s.labels = make([]int32, n)
+	}
+	x, labels := s.x[:n*data.Dim], s.labels[:n]
+	data.Gather(idx, x, labels)
+	if n == 0 {
+		clear(s.Net.Grads)
+		return 0, 0
+	}
+	lossSum = s.Net.ComputeGradients(nn.Batch{X: x, Labels: labels, N: n}, float32(1/float64(s.Cfg.Batch)))
+	return lossSum, n
+}
+
+// Apply takes one optimizer step with the (already summed) gradient in
+// Net.Grads and advances Step. It returns the learning rate used.
+func (s *State) Apply() float64 {
+	if s.Cfg.ClipNorm > 0 {
+		nn.ClipGradNorm(s.Net.Grads, s.Cfg.ClipNorm)
+	}
+	lr := s.Sched.LR(s.Cfg.LR, int(s.Step))
+	s.Opt.Step(s.Net.Params, s.Net.Grads, lr)
+	s.Step++
+	return lr
+}
+
+// Evaluate returns the mean loss and the accuracy on set.
+func (s *State) Evaluate(set *dataset.Set) (loss, accuracy float64) {
+	if set == nil || set.N == 0 {
+		return math.NaN(), math.NaN()
+	}
+	lossSum, correct := s.Net.Evaluate(nn.Batch{X: set.X, Labels: set.Labels, N: set.N}, 1000)
+	return lossSum / float64(set.N), float64(correct) / float64(set.N)
+}
+
+// ParamHash is a digest of the parameters, compared across replicas.
+func (s *State) ParamHash() [32]byte {
+	p := s.Net.Params
+	if len(p) == 0 {
+		return sha256.Sum256(nil)
+	}
+	return sha256.Sum256(unsafe.Slice((*byte)(unsafe.Pointer(&p[0])), 4*len(p)))
+}
+
+// FlatState is the whole state as one float32 vector (parameters, then
+// optimizer buffers, then the step count) so that a joining replica can be
+// handed it with a single broadcast.
+func (s *State) FlatState() []float32 {
+	out := append([]float32(nil), s.Net.Params...)
+	for _, b := range s.Opt.State() {
+		out = append(out, b.Data...)
+	}
+	var step [2]float32
+	binary.LittleEndian.PutUint64(unsafe.Slice((*byte)(unsafe.Pointer(&step[0])), 8), uint64(s.Step))
+	return append(out, step[:]...)
+}
+
+// FlatLen is the length of FlatState.
+func (s *State) FlatLen() int {
+	n := len(s.Net.Params) + 2
+	for _, b := range s.Opt.State() {
+		n += len(b.Data)
+	}
+	return n
+}
+
+// SetFlatState is the inverse of FlatState.
+func (s *State) SetFlatState(v []float32) error {
+	if len(v) != s.FlatLen() {
+		return fmt.Errorf("train: state vector has %d values, want %d", len(v), s.FlatLen())
+	}
+	off := copy(s.Net.Params, v)
+	bufs := s.Opt.State()
+	for i := range bufs {
+		off += copy(bufs[i].Data, v[off:])
+	}
+	if err := s.Opt.SetState(bufs); err != nil {
+		return err
+	}
+	s.Step = int64(binary.LittleEndian.Uint64(unsafe.Slice((*byte)(unsafe.Pointer(&v[off])), 8)))
+	return nil
+}
+
+// Save writes a checkpoint of the state under root and prunes old ones.
+// metrics, if not nil, is stored in the manifest (the curves for plots).
+func (s *State) Save(root string, metrics any) (string, error) {
+	run, err := json.Marshal(s.Cfg)
+	if err != nil {
+		return "", err
+	}
+	var mj json.RawMessage
+	if metrics != nil {
+		if mj, err = json.Marshal(metrics); err != nil {
+			return "", err
+		}
+	}
+	c := s.Cursor()
+	m := checkpoint.Manifest{
+		Step:    s.Step,
+		Epoch:   c.Epoch,
+		Cursor:  checkpoint.Cursor{Epoch: c.Epoch, Step: c.Step},
+		Seed:    s.Cfg.Seed,
+		Run:     run,
+		Metrics: mj,
+		Created: time.Now().UTC(),
+	}
+	var opt []checkpoint.Tensor
+	for _, b := range s.Opt.State() {
+		opt = append(opt, checkpoint.Tensor{Name: b.Name, Shape: []int{len(b.Data)}, Data: b.Data})
+	}
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return "", fmt.Errorf("train: checkpoint dir: %w", err)
+	}
+	dir, err := checkpoint.Save(root, m, checkpoint.ModelTensors(s.Net.Spec.Layers, s.Net.Params), opt)
+	if err != nil {
+		return "", err
+	}
+	if err := checkpoint.Prune(root, s.Cfg.CheckpointKeep); err != nil {
+		return dir, err
+	}
+	return dir, nil
+}
+
+// Restore loads parameters, optimizer state and the step from ck. The
+// checkpoint must be of the same network and optimizer.
+func (s *State) Restore(ck *checkpoint.Checkpoint) error {
+	var saved Config
+	if err := json.Unmarshal(ck.Manifest.Run, &saved); err != nil {
+		return fmt.Errorf("train: checkpoint %s: run spec: %w", ck.Dir, err)
+	}
+	if saved.Layers != s.Cfg.Layers || saved.Optimizer != s.Cfg.Optimizer {
+		return usagef("checkpoint %s is of --layers %s --optimizer %s, not %s %s; use a matching config or another --checkpoint-dir",
+			ck.Dir, saved.Layers, saved.Optimizer, s.Cfg.Layers, s.Cfg.Optimizer)
+	}
+	if err := checkpoint.ParamsFromTensors(s.Net.Spec.Layers, ck.Model, s.Net.Params); err != nil {
+		return fmt.Errorf("train: checkpoint %s: %w", ck.Dir, err)
+	}
+	bufs := make([]nn.NamedBuffer, len(ck.Optimizer))
+	for i, t := range ck.Optimizer {
+		bufs[i] = nn.NamedBuffer{Name: t.Name, Data: t.Data}
+	}
+	if err := s.Opt.SetState(bufs); err != nil {
+		return fmt.Errorf("train: checkpoint %s: %w", ck.Dir, err)
+	}
+	s.Step = ck.Manifest.Step
+	return nil
+}
+
+// LoadInit sets the parameters from path: a model.safetensors file or a
+// checkpoint directory (its model only; the step stays 0).
+func (s *State) LoadInit(path string) error {
+	file := path
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		ck, err := checkpoint.Load(path)
+		if err != nil {
+			return fmt.Errorf("--init %q: %w", path, err)
+		}
+		return s.setModel(path, ck.Model)
+	} else if err != nil {
+		return usagef("--init %q: %v; give a model.safetensors file or a checkpoint directory", path, err)
+	}
+	ts, _, err := checkpoint.ReadSafetensorsFile(file)
+	if err != nil {
+		return fmt.Errorf("--init %q: %w", path, err)
+	}
+	return s.setModel(path, ts)
+}
+
+func (s *State) setModel(path string, ts []checkpoint.Tensor) error {
+	if err := checkpoint.ParamsFromTensors(s.Net.Spec.Layers, ts, s.Net.Params); err != nil {
+		return usagef("--init %q does not fit --layers %s: %v", path, s.Cfg.Layers, err)
+	}
+	return nil
+}
+
+// ModelPath is the model file of a checkpoint directory.
+func ModelPath(dir string) string { return filepath.Join(dir, "model.safetensors") }

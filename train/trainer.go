@@ -1,0 +1,180 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/ringtrain/ringtrain/checkpoint"
+	"github.com/ringtrain/ringtrain/dataset"
+	"github.com/ringtrain/ringtrain/nn"
+)
+
+// Summary is the final JSON line of a run.
+type Summary struct {
+	Step          int64   `json:"step"`
+	Epoch         int     `json:"epoch"`
+	TrainLoss     float64 `json:"train_loss"`
+	TestLoss      float64 `json:"test_loss"`
+	TestAccuracy  float64 `json:"test_accuracy"`
+	SamplesPerSec float64 `json:"samples_per_sec"`
+	Seconds       float64 `json:"seconds"`
+	Workers       int     `json:"workers"`
+	Checkpoint    string  `json:"checkpoint,omitempty"`
+}
+
+// Options are what a run needs besides its Config.
+type Options struct {
+	// Logger receives structured progress; default zap.NewNop().
+	Logger *zap.Logger
+	// Progress, if not nil, receives a one-line progress bar (a terminal).
+	Progress io.Writer
+	// Data, if not nil, is used instead of loading Config.Data.
+	Train, Test *dataset.Set
+	// OnStep, if not nil, is called after every step with the step's mean loss.
+	OnStep func(step int64, loss float64)
+}
+
+// Run trains cfg in this process on the whole global batch each step and
+// returns the final summary. It resumes from the newest valid checkpoint in
+// cfg.CheckpointDir when there is one.
+func Run(ctx context.Context, cfg Config, opts Options) (Summary, error) {
+	log := opts.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if err := cfg.Validate(); err != nil {
+		return Summary{}, err
+	}
+	nn.SetThreads(cfg.Threads)
+	trainSet, testSet := opts.Train, opts.Test
+	if trainSet == nil {
+		var err error
+		if trainSet, testSet, err = dataset.Load(cfg.Data); err != nil {
+			return Summary{}, err
+		}
+	}
+	spec, _ := cfg.Spec()
+	if trainSet.Dim != spec.Layers[0] {
+		return Summary{}, usagef("--layers %s takes %d inputs but --data %s has %d features; make the first layer %d",
+			cfg.Layers, spec.Layers[0], cfg.Data, trainSet.Dim, trainSet.Dim)
+	}
+	if cfg.Loss == "cross_entropy" && trainSet.Classes > spec.Layers[len(spec.Layers)-1] {
+		return Summary{}, usagef("--layers %s has %d outputs but --data %s has %d classes; make the last layer %d",
+			cfg.Layers, spec.Layers[len(spec.Layers)-1], cfg.Data, trainSet.Classes, trainSet.Classes)
+	}
+	st, err := NewState(cfg, trainSet.N)
+	if err != nil {
+		return Summary{}, err
+	}
+	hist := &History{}
+	resumed := false
+	if cfg.CheckpointDir != "" {
+		ck, err := checkpoint.LatestValid(cfg.CheckpointDir, func(dir string, err error) {
+			log.Warn("skipping corrupt checkpoint", zap.String("dir", dir), zap.Error(err))
+		})
+		switch {
+		case err == nil:
+			if err := st.Restore(ck); err != nil {
+				return Summary{}, err
+			}
+			hist.Load(ck.Manifest.Metrics)
+			resumed = true
+			log.Info("resumed from checkpoint", zap.String("dir", ck.Dir), zap.Int64("step", st.Step))
+		case errors.Is(err, checkpoint.ErrNoCheckpoint):
+		default:
+			return Summary{}, err
+		}
+	}
+	if !resumed && cfg.Init != "" {
+		if err := st.LoadInit(cfg.Init); err != nil {
+			return Summary{}, err
+		}
+	}
+
+	log.Info("training", zap.String("layers", cfg.Layers), zap.Int("batch", cfg.Batch),
+		zap.Int64("steps", st.TotalSteps), zap.Int("steps_per_epoch", st.StepsPerEpoch), zap.Int64("start_step", st.Step))
+	bar := NewProgress(opts.Progress, st.TotalSteps)
+	start := time.Now()
+	startStep := st.Step
+	var recent lossWindow
+	lastDir := ""
+	for !st.Done() {
+		if err := ctx.Err(); err != nil {
+			return Summary{}, err
+		}
+		lossSum, _ := st.ShardGradients(trainSet, 0, 1)
+		loss := lossSum / float64(cfg.Batch)
+		if math.IsNaN(loss) || math.IsInf(loss, 0) {
+			return Summary{}, fmt.Errorf("train: loss is %v at step %d; lower --lr (now %v) or set --clip-norm", loss, st.Step, cfg.LR)
+		}
+		lr := st.Apply()
+		recent.add(loss)
+		hist.AddLoss(st.Step, loss)
+		if opts.OnStep != nil {
+			opts.OnStep(st.Step, loss)
+		}
+		epochEnd := st.Step%int64(st.StepsPerEpoch) == 0
+		if epochEnd || (cfg.EvalEvery > 0 && st.Step%int64(cfg.EvalEvery) == 0) || st.Done() {
+			tl, acc := st.Evaluate(testSet)
+			hist.AddEval(st.Step, tl, acc)
+			log.Info("eval", zap.Int64("step", st.Step), zap.Int("epoch", int((st.Step-1)/int64(st.StepsPerEpoch))),
+				zap.Float64("train_loss", recent.mean()), zap.Float64("test_loss", tl), zap.Float64("test_accuracy", acc),
+				zap.Float64("lr", lr))
+		}
+		bar.Update(st.Step, recent.mean())
+		if cfg.CheckpointDir != "" && ((cfg.CheckpointEvery > 0 && st.Step%int64(cfg.CheckpointEvery) == 0) || st.Done()) {
+			if lastDir, err = st.Save(cfg.CheckpointDir, hist); err != nil {
+				return Summary{}, err
+			}
+			log.Debug("checkpoint", zap.String("dir", lastDir), zap.Int64("step", st.Step))
+		}
+	}
+	bar.Finish()
+	elapsed := time.Since(start).Seconds()
+	tl, acc := st.Evaluate(testSet)
+	s := Summary{
+		Step: st.Step, Epoch: int((st.Step - 1) / int64(st.StepsPerEpoch)), TrainLoss: recent.mean(),
+		TestLoss: tl, TestAccuracy: acc, Seconds: round(elapsed, 3), Workers: 1, Checkpoint: lastDir,
+	}
+	if elapsed > 0 {
+		s.SamplesPerSec = round(float64(st.Step-startStep)*float64(cfg.Batch)/elapsed, 1)
+	}
+	return s, nil
+}
+
+func round(v float64, digits int) float64 {
+	p := math.Pow(10, float64(digits))
+	return math.Round(v*p) / p
+}
+
+// lossWindow is the mean of the last 100 step losses.
+type lossWindow struct {
+	v   [100]float64
+	n   int
+	pos int
+}
+
+func (w *lossWindow) add(x float64) {
+	w.v[w.pos] = x
+	w.pos = (w.pos + 1) % len(w.v)
+	if w.n < len(w.v) {
+		w.n++
+	}
+}
+
+func (w *lossWindow) mean() float64 {
+	if w.n == 0 {
+		return math.NaN()
+	}
+	s := 0.0
+	for i := 0; i < w.n; i++ {
+		s += w.v[i]
+	}
+	return s / float64(w.n)
+}
