@@ -1,0 +1,133 @@
+package nn
+
+import "github.com/ringtrain/ringtrain/nn/internal/blas"
+
+// Batch is a set of examples stored row-major.
+type Batch struct {
+	X       []float32 // inputs [N, in]
+	Labels  []int32   // class indices [N], for cross_entropy
+	Targets []float32 // targets [N, out], for mse and bce
+	N       int       // number of examples
+}
+
+// slice returns rows [start, start+rows) of b.
+func (b Batch) slice(start, rows, in, out int) Batch {
+	s := Batch{X: b.X[start*in : (start+rows)*in], N: rows}
+	if b.Labels != nil {
+		s.Labels = b.Labels[start : start+rows]
+	}
+	if b.Targets != nil {
+		s.Targets = b.Targets[start*out : (start+rows)*out]
+	}
+	return s
+}
+
+func (n *Network) checkBatch(op string, b Batch) {
+	in, out := n.Spec.Layers[0], n.Spec.Layers[n.NumLayers()]
+	if b.N < 0 {
+		panic(&ShapeError{Op: op, Arg: "Batch.N", Got: b.N, Want: 0, Rel: ">="})
+	}
+	if len(b.X) != b.N*in {
+		panic(&ShapeError{Op: op, Arg: "len(Batch.X)", Got: len(b.X), Want: b.N * in})
+	}
+	if n.r.loss == lossCrossEntropy {
+		if len(b.Labels) != b.N {
+			panic(&ShapeError{Op: op, Arg: "len(Batch.Labels)", Got: len(b.Labels), Want: b.N})
+		}
+	} else if len(b.Targets) != b.N*out {
+		panic(&ShapeError{Op: op, Arg: "len(Batch.Targets)", Got: len(b.Targets), Want: b.N * out})
+	}
+}
+
+// ComputeGradients runs the batch forward and backward and overwrites Grads
+// with scale * ∂(Σ per-example loss)/∂Params. It returns the sum (not the mean)
+// of the per-example losses in float64:
+//
+//   - cross_entropy: -log softmax(logits)[label];
+//   - bce: the mean over outputs of -t log σ(z) - (1-t) log(1-σ(z)), as
+//     torch.nn.BCEWithLogitsLoss;
+//   - mse: the mean over outputs of (y-t)², as torch.nn.MSELoss.
+//
+// So lossSum/N is the PyTorch loss with reduction "mean" and scale = 1/N gives
+// its gradient. A data-parallel worker holding a shard of a global batch of B
+// examples passes scale = 1/B: the sum of the workers' Grads is then the
+// gradient of the global mean.
+//
+// Backward follows the matrix form of backpropagation with examples as rows:
+// Δ^L comes from the loss and the output activation, then for each layer from
+// the output
+//
+//	∂W^l = (Δ^l)ᵀ A^{l-1}   (one GEMM, summed over the batch)
+//	∂b^l = column sums of Δ^l
+//	Δ^{l-1} = (Δ^l W^l) ∘ f'(Z^{l-1})   (a Jacobian-vector product for softmax)
+//
+// which is the transpose of δ^{l-1} = (W^l)ᵀ δ^l ∘ f'(z^{l-1}) per example.
+// scale is applied once, to Δ^L.
+func (n *Network) ComputeGradients(b Batch, scale float32) (lossSum float64) {
+	n.checkBatch("ComputeGradients", b)
+	if b.N == 0 {
+		clear(n.Grads)
+		return 0
+	}
+	n.forward(b.X, b.N)
+	last := n.NumLayers() - 1
+	out := n.Spec.Layers[last+1]
+	lossSum = n.loss("ComputeGradients", b, n.ws.d[last][:b.N*out], scale)
+	n.backward(b.X, b.N)
+	return lossSum
+}
+
+// loss computes the summed loss of the last forward over b and, when delta is
+// non-nil, sets delta = scale*∂loss/∂Z^L.
+func (n *Network) loss(op string, b Batch, delta []float32, scale float32) float64 {
+	last := n.NumLayers() - 1
+	out := n.Spec.Layers[last+1]
+	size := b.N * out
+	z, a := n.ws.z[last][:size], n.ws.a[last][:size]
+	var sum float64
+	switch n.r.loss {
+	case lossCrossEntropy:
+		sum = crossEntropy(op, a, b.Labels, out, n.ws.probs[:size], delta, scale)
+	case lossBCE:
+		return binaryCrossEntropy(z, b.Targets, a, out, delta, scale)
+	case lossMSE:
+		sum = meanSquaredError(a, b.Targets, out, delta, scale)
+	}
+	if delta != nil {
+		n.r.output.backward(delta, z, a, out)
+	}
+	return sum
+}
+
+// backward turns Δ^L in ws.d[last] into Grads, given the input x of the last
+// forward over rows examples.
+func (n *Network) backward(x []float32, rows int) {
+	for l := n.NumLayers() - 1; l >= 0; l-- {
+		inW, outW := n.Spec.Layers[l], n.Spec.Layers[l+1]
+		d := n.ws.d[l][:rows*outW]
+		prev := x
+		if l > 0 {
+			prev = n.ws.a[l-1][:rows*inW]
+		}
+		blas.Sgemm(true, false, outW, inW, rows, 1, d, outW, prev, inW, 0, n.WeightGrad(l), inW)
+		columnSums(d, outW, n.BiasGrad(l))
+		if l == 0 {
+			break
+		}
+		dPrev := n.ws.d[l-1][:rows*inW]
+		blas.Sgemm(false, false, rows, inW, outW, 1, d, outW, n.Weight(l), inW, 0, dPrev, inW)
+		n.r.hidden.backward(dPrev, n.ws.z[l-1][:rows*inW], prev, inW)
+	}
+}
+
+// columnSums sets sum[j] = Σ_r d[r*cols+j].
+func columnSums(d []float32, cols int, sum []float32) {
+	sum = sum[:cols]
+	copy(sum, d[:cols])
+	for r := cols; r < len(d); r += cols {
+		row := d[r : r+cols]
+		for j, v := range row {
+			sum[j] += v
+		}
+	}
+}

@@ -1,0 +1,108 @@
+// Package blas is the single-precision matrix multiply behind package nn.
+//
+// Two implementations are selected at build time:
+//
+//   - sgemm_openblas.go (cgo enabled, no "purego" tag): cblas_sgemm from
+//     OpenBLAS, linked with -lopenblas. SetThreads forwards to
+//     openblas_set_num_threads; the default is OpenBLAS's own
+//     (OPENBLAS_NUM_THREADS, else every core).
+//   - sgemm_purego.go (CGO_ENABLED=0 or -tags purego): gonum's pure-Go Sgemm.
+//     With one thread (the default) every call runs serially on the calling
+//     goroutine; with more, gonum's parallel Sgemm is used, which starts up to
+//     GOMAXPROCS goroutines per call and waits for them before returning.
+//
+// All matrices are row-major. Sgemm computes
+//
+//	C = alpha*op(A)*op(B) + beta*C
+//
+// where op(X) is X or Xᵀ, op(A) is m×k, op(B) is k×n and C is m×n. Sgemm checks
+// the shapes in Go before calling into either implementation and panics with a
+// *ShapeError when they are inconsistent.
+package blas
+
+import "fmt"
+
+// Backend names the implementation compiled in: "openblas" or "gonum".
+const Backend = backend
+
+// ShapeError reports operands whose sizes do not fit the requested product.
+// It is a programmer error, so Sgemm panics with it.
+type ShapeError struct {
+	What string
+}
+
+func (e *ShapeError) Error() string { return "blas: Sgemm: " + e.What }
+
+// Sgemm computes C = alpha*op(A)*op(B) + beta*C on row-major matrices.
+// op(A) is m×k (A is k×m when transA), op(B) is k×n (B is n×k when transB),
+// C is m×n. lda, ldb and ldc are the row strides of A, B and C as stored.
+// C must not alias A or B.
+func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	checkShapes(transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
+	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 || alpha == 0 {
+		scale(m, n, beta, c, ldc)
+		return
+	}
+	sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// SetThreads sets how many threads one Sgemm call may use. n < 1 is taken as 1.
+// The setting is process-wide: it belongs to the BLAS library, not to a caller.
+func SetThreads(n int) {
+	if n < 1 {
+		n = 1
+	}
+	setThreads(n)
+}
+
+// Threads reports the current thread setting.
+func Threads() int { return threads() }
+
+func checkShapes(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
+	if m < 0 || n < 0 || k < 0 {
+		panic(&ShapeError{fmt.Sprintf("negative dimension m=%d n=%d k=%d", m, n, k)})
+	}
+	ar, ac := m, k
+	if transA {
+		ar, ac = k, m
+	}
+	br, bc := k, n
+	if transB {
+		br, bc = n, k
+	}
+	checkMatrix("A", ar, ac, a, lda)
+	checkMatrix("B", br, bc, b, ldb)
+	checkMatrix("C", m, n, c, ldc)
+}
+
+func checkMatrix(name string, rows, cols int, x []float32, ld int) {
+	if ld < max(cols, 1) {
+		panic(&ShapeError{fmt.Sprintf("ld%s = %d, want >= %d (columns)", name, ld, max(cols, 1))})
+	}
+	if rows == 0 || cols == 0 {
+		return
+	}
+	if need := (rows-1)*ld + cols; len(x) < need {
+		panic(&ShapeError{fmt.Sprintf("len(%s) = %d, want >= %d for %d×%d with stride %d", name, len(x), need, rows, cols, ld)})
+	}
+}
+
+// scale sets C = beta*C, treating beta == 0 as an overwrite (NaNs in C vanish),
+// as reference BLAS does.
+func scale(m, n int, beta float32, c []float32, ldc int) {
+	for i := range m {
+		row := c[i*ldc : i*ldc+n]
+		switch beta {
+		case 0:
+			clear(row)
+		case 1:
+		default:
+			for j := range row {
+				row[j] *= beta
+			}
+		}
+	}
+}

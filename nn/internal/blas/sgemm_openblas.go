@@ -1,0 +1,29 @@
+//go:build cgo && !purego
+
+package blas
+
+/*
+#cgo LDFLAGS: -lopenblas
+#include <cblas.h>
+*/
+import "C"
+
+const backend = "openblas"
+
+func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	ta, tb := C.enum_CBLAS_TRANSPOSE(C.CblasNoTrans), C.enum_CBLAS_TRANSPOSE(C.CblasNoTrans)
+	if transA {
+		ta = C.CblasTrans
+	}
+	if transB {
+		tb = C.CblasTrans
+	}
+	C.cblas_sgemm(C.CblasRowMajor, ta, tb, C.blasint(m), C.blasint(n), C.blasint(k),
+		C.float(alpha), (*C.float)(&a[0]), C.blasint(lda),
+		(*C.float)(&b[0]), C.blasint(ldb),
+		C.float(beta), (*C.float)(&c[0]), C.blasint(ldc))
+}
+
+func setThreads(n int) { C.openblas_set_num_threads(C.int(n)) }
+
+func threads() int { return int(C.openblas_get_num_threads()) }

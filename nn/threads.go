@@ -1,0 +1,16 @@
+package nn
+
+import "github.com/ringtrain/ringtrain/nn/internal/blas"
+
+// SetThreads sets how many threads one matrix multiply may use (n < 1 means 1).
+// It is process-wide, a property of the BLAS library: with OpenBLAS it calls
+// openblas_set_num_threads, whose default is OPENBLAS_NUM_THREADS or every
+// core; the pure-Go build defaults to 1, which never starts a goroutine.
+func SetThreads(n int) { blas.SetThreads(n) }
+
+// Threads reports the current SetThreads setting.
+func Threads() int { return blas.Threads() }
+
+// BLASBackend names the matrix multiply compiled in: "openblas" (cgo) or
+// "gonum" (CGO_ENABLED=0 or -tags purego).
+func BLASBackend() string { return blas.Backend }
