@@ -62,3 +62,5 @@ verify-proto:
 
 clean:
 	rm -rf $(BIN) out
+
+include mk/deploy.mk

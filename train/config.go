@@ -162,7 +162,7 @@ func (c Config) Validate() error {
 	if c.WeightDecay < 0 {
 		return usagef("--weight-decay %v must not be negative", c.WeightDecay)
 	}
-	if err := c.LRSchedule(1).Validate(); err != nil {
+	if err := c.LRSchedule(int64(c.WarmupSteps) + 1).Validate(); err != nil { // the run's length is checked by NewState
 		return &UsageError{Msg: err.Error()}
 	}
 	if c.WarmupSteps < 0 {
