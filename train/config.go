@@ -275,6 +275,9 @@ func ParseArgs(fs *flag.FlagSet, args []string, c *Config, extra func(*flag.Flag
 	}
 	fs.String("config", "", "YAML or JSON config file with the same keys (flags win)")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
 		return &UsageError{Msg: err.Error()}
 	}
 	if fs.NArg() > 0 {

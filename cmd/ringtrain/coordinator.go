@@ -1,0 +1,54 @@
+package main
+
+import (
+	"context"
+	"flag"
+
+	"github.com/ringtrain/ringtrain/coordinator"
+	"github.com/ringtrain/ringtrain/train"
+)
+
+func init() {
+	register("coordinator", "own a run's membership: form the ring in generations (leader elected in etcd)", runCoordinator)
+}
+
+func runCoordinator(ctx context.Context, e *env, args []string) error {
+	fs := e.newFlagSet("Coordinates a run: writes its spec to etcd (if absent), campaigns for leadership and, while\n" +
+		"leading, publishes a new ring generation whenever workers join, leave or fail. Training flags\n" +
+		"set the run spec; they are ignored when the run already has one.")
+	cfg := coordinator.DefaultConfig()
+	tc := cfg.Spec.Config
+	var lf logFlags
+	extra := func(fs *flag.FlagSet) {
+		fs.Var((*etcdFlag)(&cfg.Etcd), "etcd", "etcd endpoints, comma-separated (default 127.0.0.1:2379)")
+		fs.StringVar(&cfg.Run, "run", cfg.Run, "run name (etcd prefix)")
+		fs.StringVar(&cfg.ID, "id", cfg.ID, "coordinator ID (default: hostname)")
+		fs.StringVar(&cfg.ListenGRPC, "listen", cfg.ListenGRPC, "gRPC health service address (empty: off)")
+		fs.StringVar(&cfg.GossipBind, "gossip-listen", cfg.GossipBind, "memberlist listen address")
+		fs.StringVar(&cfg.GossipAdvertise, "gossip-advertise", cfg.GossipAdvertise, "memberlist address peers dial, HOST:PORT (default: the bound one)")
+		fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "serve /healthz here (empty: off)")
+		fs.IntVar(&cfg.Spec.MinWorkers, "min-workers", cfg.Spec.MinWorkers, "below this many live workers the run waits")
+		fs.IntVar(&cfg.Spec.MaxWorkers, "max-workers", cfg.Spec.MaxWorkers, "cap on the ring size; further workers stand by (0: no cap)")
+		fs.IntVar(&cfg.Spec.HashEvery, "hash-every", cfg.Spec.HashEvery, "compare a parameter hash across the ring every N steps (0: never)")
+		fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", cfg.LeaseTTL, "etcd lease of the registration and election: how long a crashed leader holds on")
+		lf.register(fs)
+	}
+	if err := train.ParseArgs(fs, args, &tc, extra); err != nil {
+		if err.Error() == flag.ErrHelp.Error() { // ParseArgs wraps it in a UsageError
+			return flag.ErrHelp
+		}
+		return err
+	}
+	cfg.Spec.Config = tc
+	log, err := lf.logger(e.stderr)
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+	cfg.Logger = log.Named("coordinator")
+	c, err := coordinator.New(cfg)
+	if err != nil {
+		return err
+	}
+	return c.Run(ctx)
+}

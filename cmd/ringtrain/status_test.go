@@ -1,0 +1,110 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/ringtrain/ringtrain/coordinator"
+	"github.com/ringtrain/ringtrain/train"
+)
+
+func TestStatusCommand(t *testing.T) {
+	etcd, err := coordinator.StartEtcd(coordinator.EtcdConfig{Dir: t.TempDir(), ListenClientURLs: "http://127.0.0.1:0",
+		ListenPeerURLs: "http://127.0.0.1:0", Fast: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer etcd.Close()
+	cli, err := clientv3.New(coordinator.EtcdClientConfig(etcd.Endpoints(), nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c := coordinator.NewClient(cli, "r1", nil)
+	ep := etcd.Endpoints()[0]
+
+	status := func(args ...string) (string, int) {
+		var out, errb bytes.Buffer
+		code := mainErr(append([]string{"status", "--etcd", ep, "--run", "r1"}, args...), &out, &errb)
+		return out.String() + errb.String(), code
+	}
+	out, code := status()
+	if code != 0 || !strings.Contains(out, "none (no coordinator") || !strings.Contains(out, "(no workers)") {
+		t.Fatalf("empty run: exit %d\n%s", code, out)
+	}
+
+	if _, err := c.PutSpecIfAbsent(ctx, coordinator.RunSpec{Config: train.DefaultConfig(), MinWorkers: 1}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"w1", "w2", "w3"} {
+		r, err := c.Register(ctx, coordinator.WorkerInfo{ID: id, Addr: "10.0.0.1:" + id, Started: time.Now()}, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+	}
+	put := func(key string, v any) {
+		if _, err := cli.Put(ctx, coordinator.Key("r1", key), coordinator.Marshal(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(coordinator.KeyGeneration, coordinator.Generation{Gen: 4, Reason: "joined w2",
+		Members: []coordinator.Member{{ID: "w2", Addr: "10.0.0.1:w2"}, {ID: "w1", Addr: "10.0.0.1:w1"}, {ID: "w9", Addr: "x"}}})
+	if err := c.PublishProgress(ctx, coordinator.Progress{Gen: 4, Step: 50, TotalSteps: 200, Epoch: 1, Loss: 0.25, SamplesPerSec: 1234, Time: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PublishCheckpoint(ctx, coordinator.CheckpointRef{Step: 40, Dir: "/ckpt/step-00000040", Gen: 4, Time: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	out, code = status()
+	t.Logf("ringtrain status:\n%s", out)
+	for _, want := range []string{"ring w2 → w1 → w9", "50 / 200 (25.0%)", "0.2500", "1234", "step 40 in /ckpt/step-00000040",
+		"w3 ", "standby", "rank 0", "gone", "done", "no"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Fatalf("status lacks %q (exit %d):\n%s", want, code, out)
+		}
+	}
+	if err := c.MarkDone(ctx, train.Summary{Step: 200, TestAccuracy: 0.98}); err != nil {
+		t.Fatal(err)
+	}
+	out, code = status("--json")
+	var rep statusReport
+	if code != 0 || json.Unmarshal([]byte(out), &rep) != nil {
+		t.Fatalf("--json: exit %d\n%s", code, out)
+	}
+	if rep.Generation.Gen != 4 || len(rep.Members) != 4 || rep.Done == nil || rep.Done.Step != 200 || rep.Checkpoint.Step != 40 {
+		t.Fatalf("--json report %+v", rep)
+	}
+}
+
+func TestCoordinatorAndEtcdFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"coordinator", "--min-workers", "0"}, 2, "--min-workers 0"},
+		{[]string{"coordinator", "--max-workers", "1", "--min-workers", "2"}, 2, "--max-workers 1"},
+		{[]string{"coordinator", "--lr", "-1"}, 2, "--lr"},
+		{[]string{"coordinator", "--etcd", ""}, 2, "--etcd"},
+		{[]string{"coordinator", "--bogus"}, 2, "bogus"},
+		{[]string{"coordinator", "--help"}, 0, "-hash-every"},
+		{[]string{"etcd", "--initial-cluster-state", "maybe"}, 2, "--initial-cluster-state"},
+		{[]string{"etcd", "--listen-client-urls", "nope"}, 1, "listen-client-urls"},
+		{[]string{"status", "--etcd", ""}, 2, "--etcd"},
+	} {
+		var out, errb bytes.Buffer
+		code := mainErr(tc.args, &out, &errb)
+		if code != tc.code || !strings.Contains(out.String()+errb.String(), tc.want) {
+			t.Errorf("%v: exit %d, want %d with %q:\n%s%s", tc.args, code, tc.code, tc.want, out.String(), errb.String())
+		}
+	}
+}

@@ -1,0 +1,478 @@
+package coordinator
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	grpcbackoff "google.golang.org/grpc/backoff"
+
+	"github.com/ringtrain/ringtrain/train"
+)
+
+// DefaultRequestTimeout bounds every single etcd request a Client makes.
+const DefaultRequestTimeout = 5 * time.Second
+
+// MaxEvents is how many events a run keeps in etcd (the newest).
+const MaxEvents = 200
+
+// Client is one run's view of etcd: the API workers, coordinators and
+// `ringtrain status` use. Every etcd request is bounded by a timeout; the
+// watches retry with backoff across etcd outages. A Client is safe for
+// concurrent use and owns nothing but its goroutines' contexts: closing the
+// *clientv3.Client is the caller's job (after the Client's users stop).
+type Client struct {
+	cli     *clientv3.Client
+	run     string
+	log     *zap.Logger
+	timeout time.Duration
+}
+
+// EtcdClientConfig is the etcd client configuration ringtrain processes
+// use: bounded dialing, keep-alive pings that notice a dead connection in a
+// few seconds, and reconnect backoff capped at 2 s so that watches resume
+// soon after an etcd outage ends.
+func EtcdClientConfig(endpoints []string, log *zap.Logger) clientv3.Config {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return clientv3.Config{
+		Endpoints:            endpoints,
+		DialTimeout:          5 * time.Second,
+		DialKeepAliveTime:    5 * time.Second,
+		DialKeepAliveTimeout: 2 * time.Second,
+		Logger:               log.WithOptions(zap.IncreaseLevel(zap.ErrorLevel)),
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           grpcbackoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
+			MinConnectTimeout: 2 * time.Second,
+		})},
+	}
+}
+
+// NewClient is a Client for run over cli; log may be nil.
+func NewClient(cli *clientv3.Client, run string, log *zap.Logger) *Client {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Client{cli: cli, run: run, log: log.With(zap.String("run", run)), timeout: DefaultRequestTimeout}
+}
+
+// Run is the run's name.
+func (c *Client) Run() string { return c.run }
+
+// Etcd is the underlying etcd client.
+func (c *Client) Etcd() *clientv3.Client { return c.cli }
+
+func (c *Client) key(name string) string { return Key(c.run, name) }
+
+func (c *Client) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, c.timeout)
+}
+
+// get reads one key and decodes it into v; false when it does not exist.
+func (c *Client) get(ctx context.Context, name string, v any) (bool, error) {
+	ctx, cancel := c.bounded(ctx)
+	defer cancel()
+	resp, err := c.cli.Get(ctx, c.key(name))
+	if err != nil {
+		return false, fmt.Errorf("coordinator: read %s: %w", name, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return false, nil
+	}
+	if err := json.Unmarshal(resp.Kvs[0].Value, v); err != nil {
+		return false, fmt.Errorf("coordinator: decode %s: %w", name, err)
+	}
+	return true, nil
+}
+
+func (c *Client) put(ctx context.Context, name string, v any) error {
+	ctx, cancel := c.bounded(ctx)
+	defer cancel()
+	if _, err := c.cli.Put(ctx, c.key(name), Marshal(v)); err != nil {
+		return fmt.Errorf("coordinator: write %s: %w", name, err)
+	}
+	return nil
+}
+
+// PutSpecIfAbsent stores spec unless the run already has one, and returns
+// the stored spec (the existing one wins).
+func (c *Client) PutSpecIfAbsent(ctx context.Context, spec RunSpec) (RunSpec, error) {
+	ctx, cancel := c.bounded(ctx)
+	defer cancel()
+	k := c.key(KeySpec)
+	resp, err := c.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+		Then(clientv3.OpPut(k, Marshal(spec))).
+		Else(clientv3.OpGet(k)).
+		Commit()
+	if err != nil {
+		return RunSpec{}, fmt.Errorf("coordinator: write spec: %w", err)
+	}
+	if resp.Succeeded {
+		return spec, nil
+	}
+	var stored RunSpec
+	kvs := resp.Responses[0].GetResponseRange().Kvs
+	if len(kvs) == 0 {
+		return RunSpec{}, fmt.Errorf("coordinator: write spec: lost a race with a delete; retry")
+	}
+	if err := json.Unmarshal(kvs[0].Value, &stored); err != nil {
+		return RunSpec{}, fmt.Errorf("coordinator: decode spec: %w", err)
+	}
+	return stored, nil
+}
+
+// Spec is the run's spec, or ErrNoSpec.
+func (c *Client) Spec(ctx context.Context) (RunSpec, error) {
+	var s RunSpec
+	ok, err := c.get(ctx, KeySpec, &s)
+	if err != nil {
+		return RunSpec{}, err
+	}
+	if !ok {
+		return RunSpec{}, fmt.Errorf("%w: run %q (start a coordinator with --run %s)", ErrNoSpec, c.run, c.run)
+	}
+	return s, nil
+}
+
+// WaitSpec blocks until the run has a spec and returns it; it retries across
+// etcd outages and returns early only when ctx ends.
+func (c *Client) WaitSpec(ctx context.Context) (RunSpec, error) {
+	var (
+		spec   RunSpec
+		found  bool
+		decErr error
+	)
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	take := func(v []byte) bool {
+		if err := json.Unmarshal(v, &spec); err != nil {
+			decErr = fmt.Errorf("coordinator: decode spec: %w", err)
+		}
+		found = true
+		return false
+	}
+	c.follow(wctx, c.key(KeySpec), false,
+		func(resp *clientv3.GetResponse) bool {
+			if len(resp.Kvs) > 0 {
+				return take(resp.Kvs[0].Value)
+			}
+			return true
+		},
+		func(ev *clientv3.Event) bool {
+			if ev.Type == clientv3.EventTypePut {
+				return take(ev.Kv.Value)
+			}
+			return true
+		})
+	if decErr != nil {
+		return RunSpec{}, decErr
+	}
+	if !found {
+		return RunSpec{}, fmt.Errorf("coordinator: waiting for the spec of run %q: %w", c.run, ctx.Err())
+	}
+	return spec, nil
+}
+
+// Generation is the run's current ring; false when none was published yet.
+func (c *Client) Generation(ctx context.Context) (Generation, bool, error) {
+	var g Generation
+	ok, err := c.get(ctx, KeyGeneration, &g)
+	return g, ok, err
+}
+
+// WatchGeneration sends the current generation first (if there is one), then
+// every new one, in order and each once. It survives etcd being unreachable
+// (retrying with backoff and resuming from the last revision seen) and is
+// closed when ctx ends. The channel is unbuffered: a slow reader delays the
+// watch, never loses a generation.
+func (c *Client) WatchGeneration(ctx context.Context) <-chan Generation {
+	out := make(chan Generation)
+	go func() {
+		defer close(out)
+		var last int64 // ModRevision of the last generation sent
+		send := func(v []byte, rev int64) bool {
+			if rev <= last {
+				return true
+			}
+			var g Generation
+			if err := json.Unmarshal(v, &g); err != nil {
+				c.log.Warn("skipping an undecodable generation", zap.Error(err))
+				return true
+			}
+			last = rev
+			select {
+			case out <- g:
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		}
+		c.follow(ctx, c.key(KeyGeneration), false,
+			func(resp *clientv3.GetResponse) bool {
+				if len(resp.Kvs) == 0 {
+					return true
+				}
+				return send(resp.Kvs[0].Value, resp.Kvs[0].ModRevision)
+			},
+			func(ev *clientv3.Event) bool {
+				if ev.Type != clientv3.EventTypePut {
+					return true
+				}
+				return send(ev.Kv.Value, ev.Kv.ModRevision)
+			})
+	}()
+	return out
+}
+
+// PublishProgress records the ring's position (rank 0 calls it about once
+// a second).
+func (c *Client) PublishProgress(ctx context.Context, p Progress) error {
+	return c.put(ctx, KeyProgress, p)
+}
+
+// Progress is the last published progress; false when none.
+func (c *Client) Progress(ctx context.Context) (Progress, bool, error) {
+	var p Progress
+	ok, err := c.get(ctx, KeyProgress, &p)
+	return p, ok, err
+}
+
+// PublishCheckpoint points checkpoint/latest at ref unless it already points
+// at a step at or after ref.Step (compare-and-swap on the key's revision, so
+// a slow writer of an older checkpoint never overwrites a newer one). It
+// reports whether ref won. Publish only after the files are durable.
+func (c *Client) PublishCheckpoint(ctx context.Context, ref CheckpointRef) (bool, error) {
+	k := c.key(KeyCheckpoint)
+	for range 16 {
+		won, retry, err := c.tryPublishCheckpoint(ctx, k, ref)
+		if err != nil || !retry {
+			return won, err
+		}
+	}
+	return false, fmt.Errorf("%w: publishing checkpoint step %d", ErrContention, ref.Step)
+}
+
+func (c *Client) tryPublishCheckpoint(ctx context.Context, k string, ref CheckpointRef) (won, retry bool, err error) {
+	ctx, cancel := c.bounded(ctx)
+	defer cancel()
+	resp, err := c.cli.Get(ctx, k)
+	if err != nil {
+		return false, false, fmt.Errorf("coordinator: read checkpoint: %w", err)
+	}
+	var modRev int64
+	if len(resp.Kvs) > 0 {
+		var cur CheckpointRef
+		if err := json.Unmarshal(resp.Kvs[0].Value, &cur); err == nil && cur.Step >= ref.Step {
+			return false, false, nil
+		}
+		modRev = resp.Kvs[0].ModRevision // an undecodable value is replaced
+	}
+	tr, err := c.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(k), "=", modRev)).
+		Then(clientv3.OpPut(k, Marshal(ref))).
+		Commit()
+	if err != nil {
+		return false, false, fmt.Errorf("coordinator: publish checkpoint step %d: %w", ref.Step, err)
+	}
+	return tr.Succeeded, !tr.Succeeded, nil
+}
+
+// ReportFailure tells the leader that generation f.Gen failed on
+// f.Reporter (Time defaults to now). A report about an older generation is
+// ignored; reports from several members of one generation make one new
+// generation.
+func (c *Client) ReportFailure(ctx context.Context, f Failure) error {
+	if f.Reporter == "" {
+		return fmt.Errorf("coordinator: report a failure: empty reporter")
+	}
+	if f.Time.IsZero() {
+		f.Time = time.Now()
+	}
+	return c.put(ctx, KeyFailures+f.Reporter, f)
+}
+
+// LatestCheckpoint is the newest published checkpoint; false when none.
+func (c *Client) LatestCheckpoint(ctx context.Context) (CheckpointRef, bool, error) {
+	var r CheckpointRef
+	ok, err := c.get(ctx, KeyCheckpoint, &r)
+	return r, ok, err
+}
+
+// eventKey is events/<unix nanos, 20 digits> so that keys sort by time.
+func eventKey(t time.Time) string { return fmt.Sprintf("%s%020d", KeyEvents, t.UnixNano()) }
+
+// AddEvent appends ev (Time defaults to now) to the run's event log and
+// trims the log to the newest MaxEvents.
+func (c *Client) AddEvent(ctx context.Context, ev Event) error {
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	ctx, cancel := c.bounded(ctx)
+	defer cancel()
+	// Create-if-absent, nudging the key by a nanosecond on a collision, so
+	// two events never overwrite each other.
+	t := ev.Time
+	for i := 0; ; i++ {
+		k := c.key(eventKey(t))
+		resp, err := c.cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+			Then(clientv3.OpPut(k, Marshal(ev))).
+			Commit()
+		if err != nil {
+			return fmt.Errorf("coordinator: record %s event: %w", ev.Kind, err)
+		}
+		if resp.Succeeded {
+			break
+		}
+		if i == 8 {
+			return fmt.Errorf("%w: recording %s event", ErrContention, ev.Kind)
+		}
+		t = t.Add(time.Nanosecond)
+	}
+	return c.trimEvents(ctx)
+}
+
+// trimEvents deletes the oldest events beyond MaxEvents, in batches (only
+// once there are MaxEvents/10 too many) to keep AddEvent cheap.
+func (c *Client) trimEvents(ctx context.Context) error {
+	pfx := c.key(KeyEvents)
+	resp, err := c.cli.Get(ctx, pfx, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return fmt.Errorf("coordinator: count events: %w", err)
+	}
+	extra := resp.Count - MaxEvents
+	if extra < MaxEvents/10 {
+		return nil
+	}
+	old, err := c.cli.Get(ctx, pfx, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
+		clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend), clientv3.WithLimit(extra))
+	if err != nil {
+		return fmt.Errorf("coordinator: list old events: %w", err)
+	}
+	if len(old.Kvs) == 0 {
+		return nil
+	}
+	last := string(old.Kvs[len(old.Kvs)-1].Key)
+	if _, err := c.cli.Delete(ctx, pfx, clientv3.WithRange(last+"\x00")); err != nil {
+		return fmt.Errorf("coordinator: trim events: %w", err)
+	}
+	return nil
+}
+
+// Events are the newest n events (all kept when n <= 0), oldest first.
+func (c *Client) Events(ctx context.Context, n int) ([]Event, error) {
+	ctx, cancel := c.bounded(ctx)
+	defer cancel()
+	opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend)}
+	if n > 0 {
+		opts = append(opts, clientv3.WithLimit(int64(n)))
+	}
+	resp, err := c.cli.Get(ctx, c.key(KeyEvents), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: read events: %w", err)
+	}
+	out := make([]Event, 0, len(resp.Kvs))
+	for i := len(resp.Kvs) - 1; i >= 0; i-- {
+		var ev Event
+		if err := json.Unmarshal(resp.Kvs[i].Value, &ev); err != nil {
+			continue
+		}
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
+// MarkDone records that the run finished with sum; coordinators then exit.
+func (c *Client) MarkDone(ctx context.Context, sum train.Summary) error {
+	return c.put(ctx, KeyDone, sum)
+}
+
+// Done is the run's final summary; false while it runs.
+func (c *Client) Done(ctx context.Context) (train.Summary, bool, error) {
+	var s train.Summary
+	ok, err := c.get(ctx, KeyDone, &s)
+	return s, ok, err
+}
+
+// WatchDone sends the run's summary once the run is done (at once if it
+// already is) and is then closed; it is also closed when ctx ends. It
+// survives etcd outages like WatchGeneration.
+func (c *Client) WatchDone(ctx context.Context) <-chan train.Summary {
+	out := make(chan train.Summary, 1) // one value, never blocks the watch
+	go func() {
+		defer close(out)
+		take := func(v []byte) bool {
+			var s train.Summary
+			if err := json.Unmarshal(v, &s); err != nil {
+				c.log.Warn("undecodable done summary", zap.Error(err))
+			}
+			out <- s
+			return false
+		}
+		c.follow(ctx, c.key(KeyDone), false,
+			func(resp *clientv3.GetResponse) bool {
+				if len(resp.Kvs) == 0 {
+					return true
+				}
+				return take(resp.Kvs[0].Value)
+			},
+			func(ev *clientv3.Event) bool {
+				if ev.Type != clientv3.EventTypePut {
+					return true
+				}
+				return take(ev.Kv.Value)
+			})
+	}()
+	return out
+}
+
+// list decodes every value under a prefix, in key order.
+func list[T any](ctx context.Context, c *Client, name string) ([]T, error) {
+	ctx, cancel := c.bounded(ctx)
+	defer cancel()
+	resp, err := c.cli.Get(ctx, c.key(name), clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: list %s: %w", strings.TrimSuffix(name, "/"), err)
+	}
+	out := make([]T, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		var v T
+		if err := json.Unmarshal(kv.Value, &v); err != nil {
+			c.log.Warn("skipping an undecodable registration", zap.ByteString("key", kv.Key), zap.Error(err))
+			continue
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// Workers are the registered workers, by ID.
+func (c *Client) Workers(ctx context.Context) ([]WorkerInfo, error) {
+	return list[WorkerInfo](ctx, c, KeyWorkers)
+}
+
+// Coordinators are the registered coordinators, by ID.
+func (c *Client) Coordinators(ctx context.Context) ([]CoordinatorInfo, error) {
+	return list[CoordinatorInfo](ctx, c, KeyCoordinators)
+}
+
+// Leader is the ID of the coordinator that currently leads; false when none.
+func (c *Client) Leader(ctx context.Context) (string, bool, error) {
+	ctx, cancel := c.bounded(ctx)
+	defer cancel()
+	resp, err := c.cli.Get(ctx, c.key(KeyElection), clientv3.WithFirstCreate()...)
+	if err != nil {
+		return "", false, fmt.Errorf("coordinator: read leader: %w", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return "", false, nil
+	}
+	return string(resp.Kvs[0].Value), true, nil
+}

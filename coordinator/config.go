@@ -1,0 +1,123 @@
+package coordinator
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/ringtrain/ringtrain/train"
+)
+
+// Config configures a Coordinator.
+type Config struct {
+	// Etcd are the etcd client endpoints (host:port or URLs).
+	Etcd []string
+	// Run names the run; its keys live under Prefix(Run).
+	Run string
+	// ID is this coordinator's unique ID (default: the hostname).
+	ID string
+	// ListenGRPC serves the standard gRPC health service for probes: the
+	// overall service "" is SERVING while Run runs, and HealthServiceLeader
+	// is SERVING only while this coordinator leads. Empty: no gRPC server.
+	ListenGRPC string
+	// GossipBind is the memberlist host:port (port 0: any free port).
+	GossipBind string
+	// GossipAdvertise is the host:port others dial (empty: the bound one).
+	GossipAdvertise string
+	// GossipFast tunes memberlist to declare a dead member in about 1 s
+	// (see GossipConfig.Fast); off: memberlist's LAN timings (several s).
+	GossipFast bool
+	// HTTPAddr serves /healthz (later metrics and the dashboard). Empty: none.
+	HTTPAddr string
+	// Spec is written to etcd only if the run has none; the stored spec wins.
+	Spec RunSpec
+	// Tick is the core's unit of time.
+	Tick time.Duration
+	// DebounceTicks: a membership change is published after this many quiet
+	// ticks (bounded by 4×), so a burst of joins makes one generation.
+	DebounceTicks int
+	// LeaseTTL is the TTL of this coordinator's registration and election
+	// session: how long a crashed leader keeps leadership.
+	LeaseTTL time.Duration
+	// DialTimeout bounds connecting to etcd.
+	DialTimeout time.Duration
+	// Logger; default zap.NewNop().
+	Logger *zap.Logger
+	// Elector, if not nil, replaces the etcd election (tests).
+	Elector Elector
+}
+
+// HealthServiceLeader is the gRPC health service name that is SERVING only
+// on the leader.
+const HealthServiceLeader = "ringtrain.coordinator.leader"
+
+// DefaultConfig is the production default.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	return Config{
+		Etcd:          []string{"127.0.0.1:2379"},
+		Run:           DefaultRun,
+		ID:            host,
+		ListenGRPC:    ":7000",
+		GossipBind:    ":7946",
+		GossipFast:    true,
+		HTTPAddr:      ":8080",
+		Spec:          RunSpec{Config: train.DefaultConfig(), MinWorkers: 1, HashEvery: 100},
+		Tick:          250 * time.Millisecond,
+		DebounceTicks: 2,
+		LeaseTTL:      10 * time.Second,
+		DialTimeout:   5 * time.Second,
+	}
+}
+
+// TestConfig is DefaultConfig with fast timings and every listener on
+// 127.0.0.1 port 0.
+func TestConfig(etcd []string, run, id string) Config {
+	c := DefaultConfig()
+	c.Etcd, c.Run, c.ID = etcd, run, id
+	c.ListenGRPC = "127.0.0.1:0"
+	c.GossipBind = "127.0.0.1:0"
+	c.HTTPAddr = "127.0.0.1:0"
+	c.Tick = 20 * time.Millisecond
+	c.LeaseTTL = 2 * time.Second
+	c.DialTimeout = 2 * time.Second
+	return c
+}
+
+// Validate checks the fields and the rules between them.
+func (c Config) Validate() error {
+	if len(c.Etcd) == 0 {
+		return &train.UsageError{Msg: "--etcd is empty; give the etcd endpoints, e.g. --etcd 10.0.0.1:2379,10.0.0.2:2379"}
+	}
+	if c.Run == "" || strings.ContainsAny(c.Run, "/ \t\n") {
+		return &train.UsageError{Msg: fmt.Sprintf("--run %q must be a non-empty name without slashes or spaces", c.Run)}
+	}
+	if c.ID == "" || strings.ContainsAny(c.ID, "/ \t\n") {
+		return &train.UsageError{Msg: fmt.Sprintf("--id %q must be a non-empty name without slashes or spaces", c.ID)}
+	}
+	if _, _, err := net.SplitHostPort(c.GossipBind); err != nil {
+		return &train.UsageError{Msg: fmt.Sprintf("--gossip-listen %q: %v; use HOST:PORT, e.g. :7946", c.GossipBind, err)}
+	}
+	if c.GossipAdvertise != "" {
+		if _, _, err := net.SplitHostPort(c.GossipAdvertise); err != nil {
+			return &train.UsageError{Msg: fmt.Sprintf("--gossip-advertise %q: %v; use HOST:PORT", c.GossipAdvertise, err)}
+		}
+	}
+	if c.Tick <= 0 {
+		return &train.UsageError{Msg: fmt.Sprintf("tick %v must be positive", c.Tick)}
+	}
+	if c.DebounceTicks < 1 {
+		return &train.UsageError{Msg: fmt.Sprintf("debounce ticks %d must be at least 1", c.DebounceTicks)}
+	}
+	if c.LeaseTTL < time.Second {
+		return &train.UsageError{Msg: fmt.Sprintf("lease TTL %v must be at least 1s (etcd leases have whole seconds)", c.LeaseTTL)}
+	}
+	if c.DialTimeout <= 0 {
+		return &train.UsageError{Msg: fmt.Sprintf("dial timeout %v must be positive", c.DialTimeout)}
+	}
+	return c.Spec.Validate()
+}

@@ -1,0 +1,395 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+)
+
+// runCoordinator starts a coordinator; the returned stop cancels it and
+// waits for Run to return.
+func runCoordinator(t *testing.T, cfg Config) (*Coordinator, func()) {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)).Named(cfg.ID)
+	}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- c.Run(ctx) }()
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-errc:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("%s: Run: %v", cfg.ID, err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Errorf("%s: Run did not return 15 s after cancel", cfg.ID)
+		}
+	}
+	t.Cleanup(stop)
+	return c, stop
+}
+
+// genWatcher follows a run's generations.
+type genWatcher struct {
+	t    *testing.T
+	gens <-chan Generation
+	last Generation
+}
+
+func watchGens(t *testing.T, c *Client) *genWatcher {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	return &genWatcher{t: t, gens: c.WatchGeneration(ctx)}
+}
+
+// until waits for a generation with exactly the member IDs want, in order,
+// and checks that numbers strictly increase on the way.
+func (w *genWatcher) until(timeout time.Duration, want ...string) Generation {
+	w.t.Helper()
+	tm := time.NewTimer(timeout)
+	defer tm.Stop()
+	for {
+		select {
+		case g := <-w.gens:
+			if g.Gen <= w.last.Gen {
+				w.t.Fatalf("generation went from %d to %d", w.last.Gen, g.Gen)
+			}
+			w.last = g
+			var ids []string
+			for _, m := range g.Members {
+				ids = append(ids, m.ID)
+			}
+			if slices.Equal(ids, want) {
+				return g
+			}
+		case <-tm.C:
+			w.t.Fatalf("no generation with members %v within %v (last %s %q)", want, timeout, w.last, w.last.Reason)
+		}
+	}
+}
+
+func register(t *testing.T, c *Client, id string, ttl time.Duration) *Registration {
+	t.Helper()
+	r, err := c.Register(context.Background(), WorkerInfo{ID: id, Addr: "127.0.0.1:" + id, Started: time.Now()}, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+func TestCoordinatorFailover(t *testing.T) {
+	e := startEtcd(t)
+	run := "failover"
+	cl := newTestClient(t, e, run)
+	gens := watchGens(t, cl)
+
+	c1, stop1 := runCoordinator(t, TestConfig(e.Endpoints(), run, "c1"))
+	waitFor(t, 10*time.Second, "c1 leads", c1.IsLeader)
+	c2, stop2 := runCoordinator(t, TestConfig(e.Endpoints(), run, "c2"))
+	defer stop2()
+
+	register(t, cl, "w1", 10*time.Second)
+	register(t, cl, "w2", 10*time.Second)
+	g := gens.until(10*time.Second, "w1", "w2")
+	if g.Leader != "c1" {
+		t.Fatalf("generation %s by %q, want c1", g, g.Leader)
+	}
+	if c2.IsLeader() {
+		t.Fatal("both coordinators lead")
+	}
+	if id, ok, err := cl.Leader(context.Background()); err != nil || !ok || id != "c1" {
+		t.Fatalf("Leader() = %q %v %v", id, ok, err)
+	}
+
+	// Kill the leader: the standby takes over and continues the numbering.
+	start := time.Now()
+	stop1()
+	waitFor(t, 10*time.Second, "c2 leads", c2.IsLeader)
+	t.Logf("leader failover (graceful stop): %v", time.Since(start).Round(time.Millisecond))
+	register(t, cl, "w3", 10*time.Second)
+	g2 := gens.until(10*time.Second, "w1", "w2", "w3")
+	if g2.Leader != "c2" || g2.Gen <= g.Gen {
+		t.Fatalf("after failover %s by %q; want > gen %d by c2", g2, g2.Leader, g.Gen)
+	}
+
+	// A worker whose lease ends leaves the ring.
+	w2 := register(t, cl, "w2", 10*time.Second) // same ID, new process
+	gens.until(10*time.Second, "w1", "w2", "w3")
+	if err := w2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	gens.until(10*time.Second, "w1", "w3")
+	evs, err := cl.Events(context.Background(), 0)
+	if err != nil || len(evs) == 0 {
+		t.Fatalf("events %v %v", evs, err)
+	}
+	if st := c2.Status(); !st.Leader || st.Generation.Gen != gens.last.Gen {
+		t.Errorf("status %+v", st)
+	}
+}
+
+// TestCoordinatorCrashFailover: a leader that vanishes without resigning
+// (its etcd session simply stops) is replaced within the lease TTL.
+func TestCoordinatorCrashFailover(t *testing.T) {
+	e := startEtcd(t)
+	run := "crash"
+	cl := newTestClient(t, e, run)
+	gens := watchGens(t, cl)
+	cfg1 := TestConfig(e.Endpoints(), run, "c1")
+	crash := &crashElector{EtcdElector: EtcdElector{Client: NewClient(newEtcdClient(t, e.Endpoints()), run, nil), TTL: time.Second}}
+	cfg1.Elector = crash
+	c1, _ := runCoordinator(t, cfg1)
+	waitFor(t, 10*time.Second, "c1 leads", c1.IsLeader)
+	cfg2 := TestConfig(e.Endpoints(), run, "c2")
+	cfg2.LeaseTTL = time.Second
+	c2, _ := runCoordinator(t, cfg2)
+	register(t, cl, "w1", 10*time.Second)
+	g := gens.until(10*time.Second, "w1")
+
+	start := time.Now()
+	crash.crash() // c1's session lease is no longer kept alive nor revoked
+	waitFor(t, 10*time.Second, "c2 leads", c2.IsLeader)
+	t.Logf("leader failover (crash, 1 s session TTL): %v", time.Since(start).Round(time.Millisecond))
+	register(t, cl, "w2", 10*time.Second)
+	g2 := gens.until(10*time.Second, "w1", "w2")
+	if g2.Leader != "c2" || g2.Gen != g.Gen+1 {
+		t.Fatalf("after crash %s by %q, want gen %d by c2", g2, g2.Leader, g.Gen+1)
+	}
+	waitFor(t, 10*time.Second, "c1 steps down", func() bool { return !c1.IsLeader() })
+}
+
+// crashElector is the etcd election whose current session can be orphaned,
+// like a leader process that froze or lost its network: keep-alives stop
+// and nothing is revoked, so a standby must wait for the lease to expire.
+type crashElector struct {
+	EtcdElector
+	mu      sync.Mutex
+	term    *etcdTerm
+	crashed bool
+}
+
+func (c *crashElector) Campaign(ctx context.Context, id string) (Term, error) {
+	t, err := c.EtcdElector.Campaign(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.term = t.(*etcdTerm)
+	return &crashTerm{Term: t, e: c}, nil
+}
+
+func (c *crashElector) crash() {
+	c.mu.Lock()
+	c.crashed = true
+	t := c.term
+	c.mu.Unlock()
+	t.s.Orphan()
+}
+
+type crashTerm struct {
+	Term
+	e *crashElector
+}
+
+func (t *crashTerm) Resign(ctx context.Context) error {
+	t.e.mu.Lock()
+	crashed := t.e.crashed
+	t.e.mu.Unlock()
+	if crashed {
+		return nil // a crashed process revokes nothing
+	}
+	return t.Term.Resign(ctx)
+}
+
+func TestCoordinatorBounds(t *testing.T) {
+	e := startEtcd(t)
+	run := "bounds"
+	cl := newTestClient(t, e, run)
+	gens := watchGens(t, cl)
+	cfg := TestConfig(e.Endpoints(), run, "c1")
+	cfg.Spec = testSpec(2, 3)
+	runCoordinator(t, cfg)
+	gens.until(10 * time.Second) // no workers: an empty ring
+	register(t, cl, "w1", 10*time.Second)
+	register(t, cl, "w2", 10*time.Second)
+	gens.until(10*time.Second, "w1", "w2")
+	register(t, cl, "w3", 10*time.Second)
+	w4 := register(t, cl, "w4", 10*time.Second)
+	gens.until(10*time.Second, "w1", "w2", "w3") // w4 stands by
+	w3 := register(t, cl, "w3", 10*time.Second)  // restart w3 as a new process
+	gens.until(10*time.Second, "w1", "w2", "w3")
+	w3.Close()
+	gens.until(10*time.Second, "w1", "w2", "w4") // w4 admitted
+	w4.Close()
+	gens.until(10*time.Second, "w1", "w2")
+	// Below MinWorkers: the run waits with an empty ring.
+	ws, _ := cl.Workers(context.Background())
+	for _, w := range ws {
+		if w.ID == "w2" {
+			cl.Etcd().Delete(context.Background(), Key(run, KeyWorkers+"w2"))
+		}
+	}
+	g := gens.until(10 * time.Second)
+	if g.Reason == "" {
+		t.Errorf("empty generation without a reason")
+	}
+}
+
+// TestCoordinatorGossipExclusion: a worker whose gossip dies is excluded
+// from the ring long before its (long) lease would expire.
+func TestCoordinatorGossipExclusion(t *testing.T) {
+	e := startEtcd(t)
+	run := "gossip"
+	cl := newTestClient(t, e, run)
+	gens := watchGens(t, cl)
+	c, _ := runCoordinator(t, TestConfig(e.Endpoints(), run, "c1"))
+	waitFor(t, 10*time.Second, "c1 leads", c.IsLeader)
+	coords, err := cl.Coordinators(context.Background())
+	if err != nil || len(coords) != 1 || coords[0].Gossip == "" {
+		t.Fatalf("coordinators %+v %v", coords, err)
+	}
+	var gs []*Gossip
+	for _, id := range []string{"w1", "w2"} {
+		g, err := NewGossip(GossipConfig{Name: id, BindAddr: "127.0.0.1", Fast: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { g.Close() })
+		if _, err := g.Join([]string{coords[0].Gossip}); err != nil {
+			t.Fatal(err)
+		}
+		gs = append(gs, g)
+		r, err := cl.Register(context.Background(), WorkerInfo{ID: id, Addr: "127.0.0.1:" + id, Gossip: g.Addr(), Started: time.Now()}, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close() })
+	}
+	gens.until(10*time.Second, "w1", "w2")
+	start := time.Now()
+	gs[1].shutdown() // w2 crashes; its lease lives on for a minute
+	gens.until(10*time.Second, "w1")
+	t.Logf("gossip failure to new generation: %v", time.Since(start).Round(time.Millisecond))
+	if ws, _ := cl.Workers(context.Background()); len(ws) != 2 {
+		t.Fatalf("w2's registration should still exist: %+v", ws)
+	}
+	st := c.Status()
+	if !st.Failed["w2"] {
+		t.Errorf("status does not mark w2 failed: %+v", st.Failed)
+	}
+}
+
+func TestCoordinatorExitsWhenDone(t *testing.T) {
+	e := startEtcd(t)
+	cl := newTestClient(t, e, "done")
+	cfg := TestConfig(e.Endpoints(), "done", "c1")
+	cfg.Logger = zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	ctx := testCtx(t, 20*time.Second)
+	go func() { errc <- c.Run(ctx) }()
+	waitFor(t, 10*time.Second, "c1 leads", c.IsLeader)
+	if err := cl.MarkDone(ctx, trainSummary(5)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Fatalf("Run = %v, want nil when done", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after done")
+	}
+	if cs, _ := cl.Coordinators(ctx); len(cs) != 0 {
+		t.Errorf("registration left behind: %+v", cs)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mod  func(*Config)
+	}{
+		{"no etcd", func(c *Config) { c.Etcd = nil }},
+		{"run with slash", func(c *Config) { c.Run = "a/b" }},
+		{"no id", func(c *Config) { c.ID = "" }},
+		{"bad gossip", func(c *Config) { c.GossipBind = "nope" }},
+		{"short ttl", func(c *Config) { c.LeaseTTL = time.Millisecond }},
+		{"max below min", func(c *Config) { c.Spec.MinWorkers, c.Spec.MaxWorkers = 3, 2 }},
+	} {
+		cfg := TestConfig([]string{"127.0.0.1:1"}, "r", "c")
+		tc.mod(&cfg)
+		if err := cfg.Validate(); err == nil {
+			t.Errorf("%s: no error", tc.name)
+		}
+	}
+	if err := TestConfig([]string{"x:1"}, "r", "c").Validate(); err != nil {
+		t.Errorf("TestConfig invalid: %v", err)
+	}
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Errorf("DefaultConfig invalid: %v", err)
+	}
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestCoordinatorRingFailure: a worker's failure report about the current
+// generation makes a new one with the same members; stale reports do not.
+func TestCoordinatorRingFailure(t *testing.T) {
+	e := startEtcd(t)
+	run := "ringfail"
+	cl := newTestClient(t, e, run)
+	gens := watchGens(t, cl)
+	runCoordinator(t, TestConfig(e.Endpoints(), run, "c1"))
+	register(t, cl, "w1", 10*time.Second)
+	register(t, cl, "w2", 10*time.Second)
+	g := gens.until(10*time.Second, "w1", "w2")
+	ctx := testCtx(t, 10*time.Second)
+	if err := cl.ReportFailure(ctx, Failure{Reporter: "w1", Gen: g.Gen, Suspect: "w2", Error: "recv chunk 1 from rank 1: timeout"}); err != nil {
+		t.Fatal(err)
+	}
+	g2 := gens.until(10*time.Second, "w1", "w2")
+	if g2.Gen != g.Gen+1 {
+		t.Fatalf("after a failure report: %s, want gen %d", g2, g.Gen+1)
+	}
+	// Reports about the old generation change nothing.
+	if err := cl.ReportFailure(ctx, Failure{Reporter: "w2", Gen: g.Gen}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case g3 := <-gens.gens:
+		t.Fatalf("a stale report made %s", g3)
+	case <-time.After(500 * time.Millisecond):
+	}
+}

@@ -1,0 +1,192 @@
+package coordinator
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ringtrain/ringtrain/train"
+)
+
+// The etcd key space of one run. Every key lives under Prefix(run):
+//
+//	spec                 RunSpec: the training config and worker bounds (written once)
+//	election/            concurrency.Election of the coordinators
+//	coordinators/<id>    CoordinatorInfo, under the coordinator's lease
+//	workers/<id>         WorkerInfo, under the worker's lease
+//	generation           Generation: the current ring (written by the leader)
+//	checkpoint/latest    CheckpointRef: the newest durable checkpoint (compare-and-swap)
+//	progress             Progress: the ring's step, written by rank 0 about once a second
+//	events/<unix nanos>  Event: membership and recovery events (the last 200 kept)
+//	failures/<worker>    Failure: a worker's report that its generation failed (latest per worker)
+//	done                 train.Summary: the run finished
+const (
+	KeySpec         = "spec"
+	KeyElection     = "election/"
+	KeyCoordinators = "coordinators/"
+	KeyWorkers      = "workers/"
+	KeyGeneration   = "generation"
+	KeyCheckpoint   = "checkpoint/latest"
+	KeyProgress     = "progress"
+	KeyEvents       = "events/"
+	KeyFailures     = "failures/"
+	KeyDone         = "done"
+)
+
+// DefaultRun is the run name when --run is not given.
+const DefaultRun = "default"
+
+// Prefix is the etcd prefix of a run's keys.
+func Prefix(run string) string { return "/ringtrain/" + run + "/" }
+
+// Key is the full etcd key of name in run.
+func Key(run, name string) string { return Prefix(run) + name }
+
+// RunSpec is what a run trains and on how many workers.
+type RunSpec struct {
+	Config train.Config `json:"config"`
+	// MinWorkers: below this many live workers the run waits.
+	MinWorkers int `json:"min_workers"`
+	// MaxWorkers caps the ring; further workers stand by (0: no cap).
+	MaxWorkers int `json:"max_workers"`
+	// HashEvery compares a parameter hash across the ring every this many steps.
+	HashEvery int `json:"hash_every"`
+}
+
+// Validate checks the spec; errors name the flag and the value.
+func (s RunSpec) Validate() error {
+	if err := s.Config.Validate(); err != nil {
+		return err
+	}
+	if s.MinWorkers < 1 {
+		return &train.UsageError{Msg: fmt.Sprintf("--min-workers %d must be at least 1", s.MinWorkers)}
+	}
+	if s.MaxWorkers != 0 && s.MaxWorkers < s.MinWorkers {
+		return &train.UsageError{Msg: fmt.Sprintf("--max-workers %d is below --min-workers %d; raise it or use 0 for no cap", s.MaxWorkers, s.MinWorkers)}
+	}
+	if s.HashEvery < 0 {
+		return &train.UsageError{Msg: fmt.Sprintf("--hash-every %d must not be negative", s.HashEvery)}
+	}
+	return nil
+}
+
+// WorkerInfo is a worker's registration.
+type WorkerInfo struct {
+	ID string `json:"id"`
+	// Addr is the worker's gRPC address (collectives, control, health).
+	Addr string `json:"addr"`
+	// Gossip is the worker's memberlist address.
+	Gossip string `json:"gossip"`
+	// HTTP is the worker's metrics address, if any.
+	HTTP    string    `json:"http,omitempty"`
+	Started time.Time `json:"started"`
+}
+
+// CoordinatorInfo is a coordinator's registration.
+type CoordinatorInfo struct {
+	ID      string    `json:"id"`
+	Gossip  string    `json:"gossip"`
+	HTTP    string    `json:"http,omitempty"`
+	Started time.Time `json:"started"`
+}
+
+// Member is one rank of a generation.
+type Member struct {
+	ID   string `json:"id"`
+	Addr string `json:"addr"`
+}
+
+// Generation is one immutable ring: its number and its ordered members
+// (rank = index). A membership change publishes a new one; an empty member
+// list means the run is waiting for workers.
+type Generation struct {
+	Gen     uint64    `json:"gen"`
+	Members []Member  `json:"members"`
+	Reason  string    `json:"reason"`
+	Leader  string    `json:"leader"`
+	Created time.Time `json:"created"`
+}
+
+// Rank is id's rank in g, or -1.
+func (g Generation) Rank(id string) int {
+	for i, m := range g.Members {
+		if m.ID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// Addrs are the members' addresses in rank order.
+func (g Generation) Addrs() []string {
+	out := make([]string, len(g.Members))
+	for i, m := range g.Members {
+		out[i] = m.Addr
+	}
+	return out
+}
+
+// String is the ring order for logs, e.g. "gen 3 [w1 w2 w3]".
+func (g Generation) String() string {
+	ids := make([]string, len(g.Members))
+	for i, m := range g.Members {
+		ids[i] = m.ID
+	}
+	return fmt.Sprintf("gen %d [%s]", g.Gen, strings.Join(ids, " "))
+}
+
+// CheckpointRef points at a durable checkpoint.
+type CheckpointRef struct {
+	Step int64     `json:"step"`
+	Dir  string    `json:"dir"`
+	Gen  uint64    `json:"gen"`
+	Time time.Time `json:"time"`
+}
+
+// Progress is the ring's position, published by rank 0.
+type Progress struct {
+	Gen           uint64    `json:"gen"`
+	Step          int64     `json:"step"`
+	TotalSteps    int64     `json:"total_steps"`
+	Epoch         int       `json:"epoch"`
+	Loss          float64   `json:"loss"`
+	TestLoss      float64   `json:"test_loss,omitempty"`
+	TestAccuracy  float64   `json:"test_accuracy,omitempty"`
+	SamplesPerSec float64   `json:"samples_per_sec"`
+	Workers       int       `json:"workers"`
+	Time          time.Time `json:"time"`
+}
+
+// Event is a membership or recovery event.
+type Event struct {
+	Time   time.Time `json:"time"`
+	Kind   string    `json:"kind"` // joined, left, failed, generation, leader, checkpoint, recovered
+	Who    string    `json:"who,omitempty"`
+	Gen    uint64    `json:"gen,omitempty"`
+	Step   int64     `json:"step,omitempty"`
+	Detail string    `json:"detail,omitempty"`
+}
+
+// Failure is a worker's report that a collective of generation Gen failed
+// on it. The leader answers a report about the current generation with a
+// new generation (after a grace period in which gossip may exclude the
+// suspect), even when no member left.
+type Failure struct {
+	Reporter string `json:"reporter"`
+	Gen      uint64 `json:"gen"`
+	// Suspect is the member the reporter blames, if any (informational:
+	// only gossip and leases exclude workers).
+	Suspect string    `json:"suspect,omitempty"`
+	Error   string    `json:"error"`
+	Time    time.Time `json:"time"`
+}
+
+// Marshal is json.Marshal for the schema's values, which cannot fail.
+func Marshal(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}

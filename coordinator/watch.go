@@ -1,0 +1,96 @@
+package coordinator
+
+import (
+	"context"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// follow keeps a consumer in step with a key (or a prefix) across etcd
+// outages: it reads the current state (onSync), then watches from the next
+// revision (onEvent). When the watch breaks it resumes from the revision
+// after the last event seen; when that revision was compacted away it reads
+// the whole state again (onSync). Errors are retried with backoff until ctx
+// ends. A callback returning false stops follow. follow returns when ctx
+// ends or a callback stops it.
+func (c *Client) follow(ctx context.Context, key string, prefix bool,
+	onSync func(resp *clientv3.GetResponse) bool, onEvent func(ev *clientv3.Event) bool) {
+	var getOpts, watchOpts []clientv3.OpOption
+	if prefix {
+		getOpts = append(getOpts, clientv3.WithPrefix())
+		watchOpts = append(watchOpts, clientv3.WithPrefix())
+	}
+	bo := backoff{min: 50 * time.Millisecond, max: 2 * time.Second}
+	next := int64(0) // revision to watch from; 0: read the state first
+	for ctx.Err() == nil {
+		if next == 0 {
+			gctx, cancel := context.WithTimeout(ctx, c.timeout)
+			resp, err := c.cli.Get(gctx, key, getOpts...)
+			cancel()
+			if err != nil {
+				c.log.Debug("follow: read failed; retrying", zap.String("key", key), zap.Error(err))
+				if !bo.wait(ctx) {
+					return
+				}
+				continue
+			}
+			if !onSync(resp) {
+				return
+			}
+			next = resp.Header.Revision + 1
+		}
+		wctx, cancel := context.WithCancel(ctx)
+		wch := c.cli.Watch(wctx, key, append(watchOpts, clientv3.WithRev(next))...)
+		for wr := range wch {
+			if wr.CompactRevision != 0 {
+				c.log.Debug("follow: revision compacted; rereading", zap.String("key", key), zap.Int64("rev", next))
+				next = 0
+				break
+			}
+			if err := wr.Err(); err != nil {
+				c.log.Debug("follow: watch broke; resuming", zap.String("key", key), zap.Int64("rev", next), zap.Error(err))
+				break
+			}
+			for _, ev := range wr.Events {
+				if !onEvent(ev) {
+					cancel()
+					return
+				}
+				if ev.Kv.ModRevision >= next {
+					next = ev.Kv.ModRevision + 1
+				}
+			}
+			bo.reset()
+		}
+		cancel()
+		if !bo.wait(ctx) {
+			return
+		}
+	}
+}
+
+// backoff doubles a wait from min up to max.
+type backoff struct {
+	min, max, cur time.Duration
+}
+
+// wait sleeps the current delay, doubling it for next time; false if ctx
+// ended first.
+func (b *backoff) wait(ctx context.Context) bool {
+	if b.cur < b.min {
+		b.cur = b.min
+	}
+	t := time.NewTimer(b.cur)
+	defer t.Stop()
+	b.cur = min(2*b.cur, b.max)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func (b *backoff) reset() { b.cur = 0 }
