@@ -1,0 +1,394 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ringtrain/ringtrain/allreduce"
+	"github.com/ringtrain/ringtrain/nn"
+	"github.com/ringtrain/ringtrain/train"
+)
+
+func init() {
+	register("bench", "benchmarks: `bench train` (the reference MLP) and `bench allreduce` (the ring)", runBench)
+	register("bench-rank", "one rank of a benchmark (started by `ringtrain bench`)", runBenchRank)
+}
+
+// benchJob is what the parent hands every rank process on stdin.
+type benchJob struct {
+	Kind    string   `json:"kind"` // train or allreduce
+	Rank    int      `json:"rank"`
+	Members []string `json:"members"`
+
+	Layers      string    `json:"layers,omitempty"`
+	GlobalBatch int       `json:"global_batch,omitempty"`
+	Steps       int       `json:"steps,omitempty"`
+	Warmup      int       `json:"warmup,omitempty"`
+	Threads     int       `json:"threads,omitempty"`
+	LR          float64   `json:"lr,omitempty"`
+	Seed        uint64    `json:"seed,omitempty"`
+	SizesMiB    []float64 `json:"sizes_mib,omitempty"`
+	Iters       int       `json:"iters,omitempty"`
+}
+
+func runBench(ctx context.Context, e *env, args []string) error {
+	if len(args) == 0 || (args[0] != "train" && args[0] != "allreduce") {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			fmt.Fprintln(e.stdout, "Usage: ringtrain bench train|allreduce [flags]")
+			return nil
+		}
+		return &train.UsageError{Msg: "bench needs a kind: `ringtrain bench train` or `ringtrain bench allreduce`"}
+	}
+	kind := args[0]
+	e.name += " " + kind
+	fs := e.newFlagSet(map[string]string{
+		"train":     "Times data-parallel training of a ReLU MLP on fixed random MNIST-shaped data (the fields of torch_ddp_mlp.py).",
+		"allreduce": "Times the ring all-reduce between real processes on loopback (the fields of torch_allreduce.py).",
+	}[kind])
+	job := benchJob{Kind: kind}
+	workers := fs.Int("workers", 2, "rank processes (train: 1 runs in this process)")
+	if kind == "train" {
+		fs.StringVar(&job.Layers, "layers", "784-512-512-10", "layer sizes")
+		fs.IntVar(&job.GlobalBatch, "global-batch", 256, "global minibatch, split across workers")
+		fs.IntVar(&job.Steps, "steps", 100, "timed steps")
+		fs.IntVar(&job.Warmup, "warmup", 10, "untimed steps first")
+		fs.IntVar(&job.Threads, "threads", 0, "BLAS threads per worker (0: cores / workers, at least 1)")
+		fs.Float64Var(&job.LR, "lr", 0.05, "learning rate (SGD, momentum 0.9)")
+		fs.Uint64Var(&job.Seed, "seed", 1, "seed")
+	} else {
+		sizes := fs.String("sizes-mib", "1,4,16,64", "buffer sizes in MiB, comma-separated")
+		fs.IntVar(&job.Iters, "iters", 20, "timed all-reduces per size")
+		fs.IntVar(&job.Warmup, "warmup", 3, "untimed all-reduces first")
+		if err := parse(fs, args[1:]); err != nil {
+			return err
+		}
+		for _, s := range strings.Split(*sizes, ",") {
+			v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+			if err != nil || v < 0 {
+				return &train.UsageError{Msg: fmt.Sprintf("--sizes-mib %q: %q is not a size in MiB, e.g. 1,4,16,64", *sizes, s)}
+			}
+			job.SizesMiB = append(job.SizesMiB, v)
+		}
+		return benchProcs(ctx, e, job, *workers)
+	}
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	if *workers < 1 {
+		return &train.UsageError{Msg: fmt.Sprintf("--workers %d must be at least 1", *workers)}
+	}
+	if job.GlobalBatch%*workers != 0 {
+		return &train.UsageError{Msg: fmt.Sprintf("--global-batch %d must be divisible by --workers %d", job.GlobalBatch, *workers)}
+	}
+	if _, err := nn.ParseLayers(job.Layers); err != nil {
+		return &train.UsageError{Msg: fmt.Sprintf("--layers %q: %v", job.Layers, err)}
+	}
+	if job.Steps < 1 {
+		return &train.UsageError{Msg: fmt.Sprintf("--steps %d must be at least 1", job.Steps)}
+	}
+	if job.Threads <= 0 {
+		job.Threads = max(1, runtime.NumCPU() / *workers)
+	}
+	if *workers == 1 {
+		job.Members = []string{""}
+		res, err := benchTrain(ctx, job, nil)
+		if err != nil {
+			return err
+		}
+		return json.NewEncoder(e.stdout).Encode(res)
+	}
+	return benchProcs(ctx, e, job, *workers)
+}
+
+// benchProcs starts n rank processes, tells each the members, and copies
+// rank 0's result lines to stdout.
+func benchProcs(ctx context.Context, e *env, job benchJob, n int) error {
+	if n < 1 {
+		return &train.UsageError{Msg: fmt.Sprintf("--workers %d must be at least 1", n)}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	type proc struct {
+		cmd *exec.Cmd
+		in  io.WriteCloser
+		out *bufio.Reader
+	}
+	ps := make([]proc, n)
+	defer func() {
+		for _, p := range ps {
+			if p.cmd != nil && p.cmd.Process != nil {
+				p.cmd.Process.Kill()
+				p.cmd.Wait()
+			}
+		}
+	}()
+	members := make([]string, n)
+	for i := range ps {
+		cmd := exec.CommandContext(ctx, self, "bench-rank")
+		cmd.Stderr = e.stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		in, err := cmd.StdinPipe()
+		if err != nil {
+			return err
+		}
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			return err
+		}
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		ps[i] = proc{cmd: cmd, in: in, out: bufio.NewReader(out)}
+		line, err := ps[i].out.ReadString('\n')
+		if err != nil {
+			return fmt.Errorf("bench rank %d did not report its address: %v", i, err)
+		}
+		members[i] = strings.TrimSpace(line)
+	}
+	for i := range ps {
+		j := job
+		j.Rank, j.Members = i, members
+		if err := json.NewEncoder(ps[i].in).Encode(j); err != nil {
+			return err
+		}
+		ps[i].in.Close()
+	}
+	if _, err := io.Copy(e.stdout, ps[0].out); err != nil {
+		return err
+	}
+	var errs []error
+	for i := range ps {
+		io.Copy(io.Discard, ps[i].out)
+		if err := ps[i].cmd.Wait(); err != nil {
+			errs = append(errs, fmt.Errorf("bench rank %d: %w", i, err))
+		}
+		ps[i].cmd = nil
+	}
+	return errors.Join(errs...)
+}
+
+// runBenchRank is one rank: it listens, prints its address, reads the job
+// from stdin, runs it and (rank 0) prints the results.
+func runBenchRank(ctx context.Context, e *env, args []string) error {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	tr, err := allreduce.NewGRPCTransport(lis)
+	if err != nil {
+		return err
+	}
+	defer tr.Close()
+	fmt.Fprintln(e.stdout, lis.Addr().String())
+	var job benchJob
+	if err := json.NewDecoder(os.Stdin).Decode(&job); err != nil {
+		return fmt.Errorf("bench-rank: read job: %w", err)
+	}
+	ring, err := allreduce.NewRing(ctx, tr, allreduce.Config{RunID: "bench", Generation: 1, Members: job.Members, Rank: job.Rank, PeerTimeout: 30 * time.Second})
+	if err != nil {
+		return err
+	}
+	defer ring.Close()
+	enc := json.NewEncoder(e.stdout)
+	switch job.Kind {
+	case "train":
+		res, err := benchTrain(ctx, job, ring)
+		if err != nil {
+			return err
+		}
+		if job.Rank == 0 {
+			return enc.Encode(res)
+		}
+		return nil
+	case "allreduce":
+		return benchAllReduce(ctx, job, ring, enc)
+	}
+	return fmt.Errorf("bench-rank: unknown kind %q", job.Kind)
+}
+
+type trainResult struct {
+	System           string  `json:"system"`
+	Workers          int     `json:"workers"`
+	ThreadsPerWorker int     `json:"threads_per_worker"`
+	Layers           string  `json:"layers"`
+	GlobalBatch      int     `json:"global_batch"`
+	Steps            int     `json:"steps"`
+	SamplesPerSec    float64 `json:"samples_per_sec"`
+	StepMsMedian     float64 `json:"step_ms_median"`
+	LossFirst        float64 `json:"loss_first"`
+	LossLast         float64 `json:"loss_last"`
+}
+
+// benchTrain mirrors torch_ddp_mlp.py: fixed random inputs (4096 examples),
+// each rank its slice of the global batch, SGD with momentum 0.9; every
+// step's time covers forward, backward, the all-reduce and the update.
+func benchTrain(ctx context.Context, job benchJob, ring *allreduce.Ring) (trainResult, error) {
+	nn.SetThreads(job.Threads)
+	layers, _ := nn.ParseLayers(job.Layers)
+	net, err := nn.NewNetwork(nn.Spec{Layers: layers, Activation: "relu", Loss: "cross_entropy"})
+	if err != nil {
+		return trainResult{}, err
+	}
+	if err := net.Init("he", rand.New(rand.NewPCG(job.Seed, 1))); err != nil {
+		return trainResult{}, err
+	}
+	opt, err := nn.NewOptimizer(nn.OptimizerConfig{Name: "momentum", Momentum: 0.9}, len(net.Params))
+	if err != nil {
+		return trainResult{}, err
+	}
+	world := len(job.Members)
+	per := job.GlobalBatch / world
+	const n = 4096
+	in, out := layers[0], layers[len(layers)-1]
+	rng := rand.New(rand.NewPCG(job.Seed+1, 2))
+	X := make([]float32, n*in)
+	for i := range X {
+		X[i] = rng.Float32()
+	}
+	Y := make([]int32, n)
+	for i := range Y {
+		Y[i] = int32(rng.IntN(out))
+	}
+	np := len(net.Params)
+	buf := make([]float32, np+1)
+	net.Grads = buf[:np]
+	var times []time.Duration
+	var losses []float64
+	for step := 0; step < job.Warmup+job.Steps; step++ {
+		lo := (step*job.GlobalBatch + job.Rank*per) % (n - per)
+		t0 := time.Now()
+		buf[np] = float32(net.ComputeGradients(nn.Batch{X: X[lo*in : (lo+per)*in], Labels: Y[lo : lo+per], N: per}, float32(1/float64(job.GlobalBatch))))
+		if ring != nil {
+			if err := ring.AllReduce(ctx, buf); err != nil {
+				return trainResult{}, err
+			}
+		}
+		opt.Step(net.Params, net.Grads, job.LR)
+		dt := time.Since(t0)
+		if step >= job.Warmup {
+			times = append(times, dt)
+			losses = append(losses, float64(buf[np])/float64(job.GlobalBatch))
+		}
+	}
+	if ring != nil {
+		// The slowest rank bounds a synchronous step: report after a barrier.
+		if err := ring.Barrier(ctx); err != nil {
+			return trainResult{}, err
+		}
+	}
+	var total time.Duration
+	for _, t := range times {
+		total += t
+	}
+	system := "ringtrain-single"
+	if world > 1 {
+		system = "ringtrain-ring-grpc"
+	}
+	return trainResult{
+		System: system, Workers: world, ThreadsPerWorker: job.Threads, Layers: job.Layers,
+		GlobalBatch: job.GlobalBatch, Steps: job.Steps,
+		SamplesPerSec: roundTo(float64(job.Steps*job.GlobalBatch)/total.Seconds(), 1),
+		StepMsMedian:  roundTo(median(times).Seconds()*1000, 3),
+		LossFirst:     roundTo(losses[0], 4), LossLast: roundTo(losses[len(losses)-1], 4),
+	}, nil
+}
+
+type allreduceResult struct {
+	System    string  `json:"system"`
+	Workers   int     `json:"workers"`
+	MiB       float64 `json:"mib"`
+	MsMedian  float64 `json:"ms_median"`
+	AlgBW     float64 `json:"algbw_GBps"`
+	BusBW     float64 `json:"busbw_GBps"`
+	Correct   bool    `json:"correct"`
+	ChunkSize int     `json:"chunk_bytes,omitempty"`
+}
+
+// benchAllReduce mirrors torch_allreduce.py: per size, warm-up then timed
+// all-reduces each after a barrier; rank 0 reports the median and bus
+// bandwidth, and checks one sum exactly.
+func benchAllReduce(ctx context.Context, job benchJob, ring *allreduce.Ring, enc *json.Encoder) error {
+	world := len(job.Members)
+	for _, mib := range job.SizesMiB {
+		n := int(mib * (1 << 20) / 4)
+		buf := make([]float32, n)
+		for i := range buf {
+			buf[i] = float32(job.Rank + 1)
+		}
+		var times []time.Duration
+		for i := 0; i < job.Warmup+job.Iters; i++ {
+			if err := ring.Barrier(ctx); err != nil {
+				return err
+			}
+			t0 := time.Now()
+			if err := ring.AllReduce(ctx, buf); err != nil {
+				return err
+			}
+			if i >= job.Warmup {
+				times = append(times, time.Since(t0))
+			}
+		}
+		for i := range buf {
+			buf[i] = float32(job.Rank + 1)
+		}
+		if err := ring.AllReduce(ctx, buf); err != nil {
+			return err
+		}
+		want := float32(world * (world + 1) / 2)
+		ok := true
+		for _, v := range buf {
+			if v != want {
+				ok = false
+				break
+			}
+		}
+		if job.Rank != 0 {
+			continue
+		}
+		med := median(times).Seconds()
+		algbw := float64(n*4) / med / 1e9
+		if err := enc.Encode(allreduceResult{
+			System: "ringtrain-allreduce", Workers: world, MiB: mib, MsMedian: roundTo(med*1000, 3),
+			AlgBW: roundTo(algbw, 3), BusBW: roundTo(algbw*2*float64(world-1)/float64(world), 3), Correct: ok,
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func median(ts []time.Duration) time.Duration {
+	if len(ts) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ts...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func roundTo(v float64, digits int) float64 {
+	p := 1.0
+	for i := 0; i < digits; i++ {
+		p *= 10
+	}
+	return float64(int64(v*p+0.5)) / p
+}

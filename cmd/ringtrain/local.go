@@ -1,0 +1,286 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/ringtrain/ringtrain/coordinator"
+	"github.com/ringtrain/ringtrain/train"
+)
+
+func init() {
+	register("local", "run a whole cluster on this machine: embedded etcd, a coordinator, N worker processes", runLocal)
+}
+
+// localFlags are `ringtrain local`'s own flags, besides the training flags.
+type localFlags struct {
+	workers     int
+	minWorkers  int
+	hashEvery   int
+	httpAddr    string
+	peerTimeout time.Duration
+	keep        bool
+	workDir     string
+	logs        logFlags
+}
+
+func (l *localFlags) register(fs *flag.FlagSet) {
+	fs.IntVar(&l.workers, "workers", 3, "worker processes to start")
+	fs.IntVar(&l.minWorkers, "min-workers", 1, "below this many live workers the run waits")
+	fs.IntVar(&l.hashEvery, "hash-every", 100, "compare a parameter hash across the ring every N steps (0: off)")
+	fs.StringVar(&l.httpAddr, "http-addr", "", "serve the coordinator's dashboard and /metrics here, e.g. 127.0.0.1:8080")
+	fs.DurationVar(&l.peerTimeout, "peer-timeout", 5*time.Second, "bound on waiting for a peer inside a collective")
+	fs.BoolVar(&l.keep, "keep", false, "keep the working directory (etcd data, worker logs, step logs)")
+	fs.StringVar(&l.workDir, "work-dir", "", "working directory (default: a new temporary directory)")
+	l.logs.register(fs)
+}
+
+func runLocal(ctx context.Context, e *env, args []string) error {
+	fs := e.newFlagSet("Runs a local cluster: embedded etcd, a coordinator and --workers worker processes of this binary,\n" +
+		"training the run given by the training flags (--batch is the global minibatch).")
+	cfg := train.DefaultConfig()
+	var lf localFlags
+	if err := train.ParseArgs(fs, args, &cfg, lf.register); err != nil {
+		return err
+	}
+	if lf.workers < 1 {
+		return &train.UsageError{Msg: fmt.Sprintf("--workers %d must be at least 1", lf.workers)}
+	}
+	spec := coordinator.RunSpec{Config: cfg, MinWorkers: lf.minWorkers, HashEvery: lf.hashEvery}
+	if err := spec.Validate(); err != nil {
+		return err
+	}
+	if cfg.Batch < lf.workers {
+		return &train.UsageError{Msg: fmt.Sprintf("--batch %d is smaller than --workers %d; every worker needs at least one example per step", cfg.Batch, lf.workers)}
+	}
+	log, err := lf.logs.logger(e.stderr)
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+
+	dir := lf.workDir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "ringtrain-local-"); err != nil {
+			return err
+		}
+		if !lf.keep {
+			defer os.RemoveAll(dir)
+		}
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if cfg.CheckpointDir == "" {
+		cfg.CheckpointDir = filepath.Join(dir, "checkpoints")
+		spec.Config = cfg
+	}
+
+	etcd, err := coordinator.StartEtcd(coordinator.EtcdConfig{Name: "local", Dir: filepath.Join(dir, "etcd"), Fast: true,
+		ListenClientURLs: "http://127.0.0.1:0", ListenPeerURLs: "http://127.0.0.1:0"})
+	if err != nil {
+		return err
+	}
+	defer etcd.Close()
+	endpoints := etcd.Endpoints()
+	log.Info("etcd started", zap.Strings("endpoints", endpoints), zap.String("dir", dir))
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	ccfg := coordinator.DefaultConfig()
+	ccfg.Etcd = endpoints
+	ccfg.ID = "coordinator-local"
+	ccfg.ListenGRPC = "127.0.0.1:0"
+	ccfg.GossipBind = "127.0.0.1:0"
+	ccfg.HTTPAddr = lf.httpAddr
+	ccfg.Spec = spec
+	ccfg.Logger = log.Named("coordinator")
+	coord, err := coordinator.New(ccfg)
+	if err != nil {
+		return err
+	}
+	coordDone := make(chan error, 1)
+	go func() { coordDone <- coord.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-coordDone
+	}()
+
+	level := lf.logs.level
+	if level == "" {
+		level = "info"
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	procs := &procGroup{}
+	defer procs.stop(10 * time.Second)
+	for i := 1; i <= lf.workers; i++ {
+		id := "worker-" + strconv.Itoa(i)
+		args := []string{"worker", "--etcd", endpoints[0], "--run", ccfg.Run, "--id", id,
+			"--listen", "127.0.0.1:0", "--gossip-listen", "127.0.0.1:0", "--http-addr", "",
+			"--checkpoint-dir", cfg.CheckpointDir, "--peer-timeout", lf.peerTimeout.String(),
+			"--log-level", level, "--step-log", filepath.Join(dir, id+".steps.jsonl")}
+		pid, err := procs.start(self, args, filepath.Join(dir, id+".log"))
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stderr, "started %s (pid %d), log %s\n", id, pid, filepath.Join(dir, id+".log"))
+	}
+	if lf.httpAddr != "" {
+		fmt.Fprintf(e.stderr, "dashboard: http://%s/\n", lf.httpAddr)
+	}
+
+	cli, err := clientv3.New(coordinator.EtcdClientConfig(endpoints, zap.NewNop()))
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	run := coordinator.NewClient(cli, ccfg.Run, log)
+	start := time.Now()
+	sum, err := follow(ctx, e, run, procs, coordDone, log)
+	if err != nil {
+		if lf.keep || lf.workDir != "" {
+			fmt.Fprintf(e.stderr, "logs kept in %s\n", dir)
+		}
+		return err
+	}
+	sum.Seconds = roundTo(time.Since(start).Seconds(), 3)
+	if sum.Seconds > 0 && sum.SamplesPerSec == 0 {
+		sum.SamplesPerSec = roundTo(float64(sum.Step)*float64(cfg.Batch)/sum.Seconds, 1)
+	}
+	return json.NewEncoder(e.stdout).Encode(sum)
+}
+
+// follow shows the run's progress until it is done, every worker has
+// exited, or ctx ends.
+func follow(ctx context.Context, e *env, run *coordinator.Client, procs *procGroup, coordDone <-chan error, log *zap.Logger) (train.Summary, error) {
+	var bar *train.Progress
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	done := run.WatchDone(ctx)
+	var last coordinator.Progress
+	for {
+		select {
+		case <-ctx.Done():
+			return train.Summary{}, ctx.Err()
+		case err := <-coordDone:
+			return train.Summary{}, fmt.Errorf("coordinator stopped: %v", err)
+		case s, ok := <-done:
+			if !ok {
+				return train.Summary{}, ctx.Err()
+			}
+			if bar != nil {
+				bar.Update(s.Step, s.TrainLoss)
+				bar.Finish()
+			}
+			return s, nil
+		case <-tick.C:
+			if procs.running() == 0 {
+				// The done key may have landed just before the last exit.
+				if s, ok, err := run.Done(ctx); err == nil && ok {
+					return s, nil
+				}
+				return train.Summary{}, errors.New("every worker exited before the run finished; see the worker logs")
+			}
+			p, ok, err := run.Progress(ctx)
+			if err != nil || !ok || p.Step == last.Step {
+				continue
+			}
+			last = p
+			if isTerminal(e.stderr) {
+				if bar == nil {
+					bar = train.NewProgress(e.stderr, p.TotalSteps)
+				}
+				bar.Update(p.Step, p.Loss)
+			} else {
+				log.Info("progress", zap.Uint64("gen", p.Gen), zap.Int64("step", p.Step), zap.Int64("total", p.TotalSteps),
+					zap.Int("workers", p.Workers), zap.Float64("loss", p.Loss), zap.Float64("samples_per_sec", p.SamplesPerSec))
+			}
+		}
+	}
+}
+
+// procGroup owns the worker processes: they die with this process
+// (Pdeathsig) and are stopped on return.
+type procGroup struct {
+	mu    sync.Mutex
+	procs []*exec.Cmd
+	alive int
+}
+
+func (g *procGroup) start(path string, args []string, logPath string) (int, error) {
+	f, err := os.Create(logPath)
+	if err != nil {
+		return 0, err
+	}
+	cmd := exec.Command(path, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return 0, err
+	}
+	g.mu.Lock()
+	g.procs = append(g.procs, cmd)
+	g.alive++
+	g.mu.Unlock()
+	go func() {
+		cmd.Wait()
+		f.Close()
+		g.mu.Lock()
+		g.alive--
+		g.mu.Unlock()
+	}()
+	return cmd.Process.Pid, nil
+}
+
+func (g *procGroup) running() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.alive
+}
+
+// stop sends SIGTERM to every worker, waits up to grace, then kills.
+func (g *procGroup) stop(grace time.Duration) {
+	g.mu.Lock()
+	procs := append([]*exec.Cmd(nil), g.procs...)
+	g.mu.Unlock()
+	for _, p := range procs {
+		p.Process.Signal(syscall.SIGTERM)
+	}
+	deadline := time.Now().Add(grace)
+	for g.running() > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, p := range procs {
+		p.Process.Kill()
+	}
+	for g.running() > 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// listen opens a TCP listener, naming the flag value on error.
+func listen(addr string) (net.Listener, error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, &train.UsageError{Msg: fmt.Sprintf("listen on %q: %v; pick a free host:port", addr, err)}
+	}
+	return lis, nil
+}

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/ringtrain/ringtrain/checkpoint"
+	"github.com/ringtrain/ringtrain/dataset"
+	"github.com/ringtrain/ringtrain/internal/version"
+	"github.com/ringtrain/ringtrain/nn"
+	"github.com/ringtrain/ringtrain/train"
+)
+
+func init() {
+	register("train", "train in this process (single worker)", runTrain)
+	register("eval", "evaluate a checkpoint on the test set", runEval)
+	register("version", "print version, commit and build date", runVersion)
+}
+
+// logFlags are the logging flags every long-running command shares.
+type logFlags struct{ level string }
+
+func (l *logFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&l.level, "log-level", "", "log level: debug, info, warn, error (default info; warn on a terminal)")
+}
+
+// logger builds the command's logger; on a terminal it defaults to warn so
+// that the progress bar stays readable.
+func (l *logFlags) logger(w io.Writer) (*zapLogger, error) {
+	level := l.level
+	if level == "" {
+		level = "info"
+		if isTerminal(w) {
+			level = "warn"
+		}
+	}
+	return newLogger(w, level)
+}
+
+func runTrain(ctx context.Context, e *env, args []string) error {
+	fs := e.newFlagSet("Trains a network in this process; the global batch is one worker's batch.")
+	cfg := train.DefaultConfig()
+	var lf logFlags
+	if err := train.ParseArgs(fs, args, &cfg, lf.register); err != nil {
+		return err
+	}
+	log, err := lf.logger(e.stderr)
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+	opts := train.Options{Logger: log.Named("train")}
+	if isTerminal(e.stderr) {
+		opts.Progress = e.stderr
+	}
+	sum, err := train.Run(ctx, cfg, opts)
+	if err != nil {
+		return err
+	}
+	return json.NewEncoder(e.stdout).Encode(sum)
+}
+
+func runEval(ctx context.Context, e *env, args []string) error {
+	fs := e.newFlagSet("Evaluates a checkpoint directory on its run's test set and prints one JSON line.")
+	dir := fs.String("checkpoint", "", "checkpoint directory (a step-NNNNNNNN folder), or a checkpoint root to use its newest valid one")
+	data := fs.String("data", "", "test data (default: the checkpoint's --data)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *dir == "" {
+		return &train.UsageError{Msg: "--checkpoint is required, e.g. --checkpoint ckpt/step-00004680"}
+	}
+	ck, err := checkpoint.Load(*dir)
+	if err != nil {
+		// A root folder of checkpoints: take the newest valid one.
+		if ck2, err2 := checkpoint.LatestValid(*dir, func(d string, err error) {
+			fmt.Fprintf(e.stderr, "warning: skipping corrupt checkpoint %s: %v\n", d, err)
+		}); err2 == nil {
+			ck, err = ck2, nil
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("--checkpoint %q: %w", *dir, err)
+	}
+	var cfg train.Config
+	if err := json.Unmarshal(ck.Manifest.Run, &cfg); err != nil {
+		return fmt.Errorf("checkpoint %s: run spec: %w", ck.Dir, err)
+	}
+	if *data != "" {
+		cfg.Data = *data
+	}
+	spec, err := cfg.Spec()
+	if err != nil {
+		return err
+	}
+	net, err := nn.NewNetwork(spec)
+	if err != nil {
+		return err
+	}
+	if err := checkpoint.ParamsFromTensors(spec.Layers, ck.Model, net.Params); err != nil {
+		return fmt.Errorf("checkpoint %s: %w", ck.Dir, err)
+	}
+	_, test, err := dataset.Load(cfg.Data)
+	if err != nil {
+		return err
+	}
+	if test.Dim != spec.Layers[0] {
+		return &train.UsageError{Msg: fmt.Sprintf("--data %s has %d features but the checkpoint's network takes %d", cfg.Data, test.Dim, spec.Layers[0])}
+	}
+	lossSum, correct := net.Evaluate(nn.Batch{X: test.X, Labels: test.Labels, N: test.N}, 1000)
+	return json.NewEncoder(e.stdout).Encode(map[string]any{
+		"checkpoint": ck.Dir, "step": ck.Manifest.Step, "epoch": ck.Manifest.Epoch,
+		"test_loss": lossSum / float64(test.N), "test_accuracy": float64(correct) / float64(test.N),
+	})
+}
+
+func runVersion(ctx context.Context, e *env, args []string) error {
+	fs := e.newFlagSet("Prints the version, commit and build date.")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	fmt.Fprintln(e.stdout, version.String())
+	return nil
+}

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/ringtrain/ringtrain/worker"
+)
+
+func init() {
+	register("worker", "join a run as a data-parallel worker", runWorker)
+}
+
+// etcdFlag parses a comma-separated endpoint list.
+type etcdFlag []string
+
+func (f *etcdFlag) String() string { return strings.Join(*f, ",") }
+func (f *etcdFlag) Set(s string) error {
+	*f = nil
+	for _, e := range strings.Split(s, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			*f = append(*f, e)
+		}
+	}
+	return nil
+}
+
+func registerWorkerFlags(fs *flag.FlagSet, c *worker.Config) {
+	fs.Var((*etcdFlag)(&c.Etcd), "etcd", "etcd endpoints, comma-separated (e.g. http://127.0.0.1:2379)")
+	fs.StringVar(&c.Run, "run", c.Run, "run name (etcd prefix)")
+	fs.StringVar(&c.ID, "id", c.ID, "stable worker name (default: hostname)")
+	fs.StringVar(&c.Listen, "listen", c.Listen, "gRPC listen address (collectives, health)")
+	fs.StringVar(&c.Advertise, "advertise", c.Advertise, "address peers dial, HOST:PORT (default: from --listen, or hostname:port)")
+	fs.StringVar(&c.GossipListen, "gossip-listen", c.GossipListen, "memberlist listen address")
+	fs.StringVar(&c.GossipAdvertise, "gossip-advertise", c.GossipAdvertise, "memberlist address peers dial (default: the --advertise host)")
+	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "serve /metrics and /healthz here (empty: off)")
+	fs.StringVar(&c.CheckpointDir, "checkpoint-dir", c.CheckpointDir, "shared checkpoint directory (overrides the run spec's)")
+	fs.StringVar(&c.Data, "data", c.Data, "data location on this machine (overrides the run spec's)")
+	fs.IntVar(&c.Threads, "threads", c.Threads, "BLAS threads (0: the run spec's)")
+	fs.DurationVar(&c.PeerTimeout, "peer-timeout", c.PeerTimeout, "bound on waiting for a peer inside a collective")
+	fs.DurationVar(&c.LeaseTTL, "lease-ttl", c.LeaseTTL, "etcd registration lease")
+	fs.BoolVar(&c.FastGossip, "fast-gossip", c.FastGossip, "gossip timings for a LAN (failure detected in about a second)")
+	fs.StringVar(&c.StepLog, "step-log", c.StepLog, "append one JSON line per applied step to this file")
+}
+
+func runWorker(ctx context.Context, e *env, args []string) error {
+	fs := e.newFlagSet("Joins a run: trains its shard of every global batch and reduces gradients on the ring.")
+	cfg := worker.DefaultConfig()
+	var lf logFlags
+	registerWorkerFlags(fs, &cfg)
+	lf.register(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	log, err := lf.logger(e.stderr)
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+	cfg.Logger = log.Named("worker")
+	w, err := worker.New(cfg)
+	if err != nil {
+		return err
+	}
+	if cfg.HTTPAddr != "" {
+		stop, err := serveHTTP(cfg.HTTPAddr, w.Handler())
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	return w.Run(ctx)
+}
+
+// serveHTTP serves h on addr until stop is called.
+func serveHTTP(addr string, h http.Handler) (stop func(), err error) {
+	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	lis, err := listen(addr)
+	if err != nil {
+		return nil, err
+	}
+	go srv.Serve(lis)
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}, nil
+}

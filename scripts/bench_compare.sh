@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Runs ringtrain's benchmarks and the reference scripts side by side, in one
+# run, alternating, and prints each figure and the ratio ringtrain / reference.
+#
+#   scripts/bench_compare.sh            # everything
+#   ROUNDS=3 WORKERS="2 4" SIZES=4,16,64 scripts/bench_compare.sh
+#
+# Needs: bin/ringtrain (make build), /usr/bin/python3 with Debian's torch
+# (apt-get install -y python3-torch libopenblas0-pthread iperf3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-bin/ringtrain}
+PY=${PY:-/usr/bin/python3}
+BENCH=${BENCH:-../shared/bench}
+ROUNDS=${ROUNDS:-2}
+WORKERS=${WORKERS:-"2 4"}
+SIZES=${SIZES:-1,4,16,64}
+STEPS=${STEPS:-100}
+ONLY=${ONLY:-"train allreduce"}
+
+[[ -x $BIN ]] || { echo "bench_compare: $BIN not built; run make build" >&2; exit 2; }
+$PY -c 'import torch' 2>/dev/null || { echo "bench_compare: $PY has no torch; apt-get install -y python3-torch libopenblas0-pthread" >&2; exit 2; }
+
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+
+run() { # label file cmd...
+  local f=$1; shift
+  "$@" | tee -a "$out/$f"
+}
+
+for r in $(seq "$ROUNDS"); do
+  if [[ " $ONLY " == *" train "* ]]; then
+    run ours-train-1 "$BIN" bench train --workers 1 --layers 784-512-512-10 --global-batch 256 --steps "$STEPS" --threads 1
+    run ref-train-1 $PY "$BENCH/torch_ddp_mlp.py" --workers 1 --layers 784-512-512-10 --global-batch 256 --steps "$STEPS" --threads 1
+    for w in $WORKERS; do
+      run ours-train-$w "$BIN" bench train --workers "$w" --layers 784-512-512-10 --global-batch 256 --steps "$STEPS" --threads 1
+      run ref-train-$w $PY "$BENCH/torch_ddp_mlp.py" --workers "$w" --layers 784-512-512-10 --global-batch 256 --steps "$STEPS" --threads 1
+    done
+  fi
+  if [[ " $ONLY " == *" allreduce "* ]]; then
+    for w in $WORKERS; do
+      run ours-ar-$w "$BIN" bench allreduce --workers "$w" --sizes-mib "$SIZES"
+      run ref-ar-$w $PY "$BENCH/torch_allreduce.py" --workers "$w" --sizes-mib "$SIZES"
+    done
+    if command -v iperf3 >/dev/null; then
+      run tcp bash "$BENCH/iperf_loopback.sh"
+    fi
+  fi
+done
+
+# Ratios of medians over the rounds.
+$PY - "$out" <<'PY'
+import json, os, statistics, sys
+d = sys.argv[1]
+def load(name):
+    p = os.path.join(d, name)
+    if not os.path.exists(p):
+        return []
+    return [json.loads(l) for l in open(p) if l.strip().startswith("{")]
+print("\n# ratios (median over rounds)")
+for name in sorted(os.listdir(d)):
+    if not name.startswith("ours-train-"):
+        continue
+    w = name.rsplit("-", 1)[1]
+    ours = statistics.median(r["samples_per_sec"] for r in load(name))
+    ref = statistics.median(r["samples_per_sec"] for r in load("ref-train-" + w))
+    print(json.dumps({"compare": "train", "workers": int(w), "ringtrain_samples_per_sec": ours,
+                      "pytorch_samples_per_sec": ref, "ratio": round(ours / ref, 2)}))
+tcp = [r["GBps"] for r in load("tcp")]
+tcpbest = max(tcp) if tcp else None
+for name in sorted(os.listdir(d)):
+    if not name.startswith("ours-ar-"):
+        continue
+    w = name.rsplit("-", 1)[1]
+    ours, ref = {}, {}
+    for r in load(name):
+        ours.setdefault(r["mib"], []).append(r["busbw_GBps"])
+    for r in load("ref-ar-" + w):
+        ref.setdefault(r["mib"], []).append(r["busbw_GBps"])
+    for mib in sorted(ours):
+        o = statistics.median(ours[mib])
+        g = statistics.median(ref.get(mib, [float("nan")]))
+        row = {"compare": "allreduce", "workers": int(w), "mib": mib, "ringtrain_busbw_GBps": o,
+               "gloo_busbw_GBps": g, "ratio_vs_gloo": round(o / g, 2) if g == g and g > 0 else None}
+        if tcpbest:
+            row["tcp_GBps"] = tcpbest
+            row["fraction_of_tcp"] = round(o / tcpbest, 2)
+        print(json.dumps(row))
+PY

@@ -1,0 +1,90 @@
+package worker
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/ringtrain/ringtrain/coordinator"
+	"github.com/ringtrain/ringtrain/train"
+)
+
+// Config is one worker process.
+type Config struct {
+	// Etcd are the etcd client endpoints.
+	Etcd []string
+	// Run names the training run (the etcd prefix).
+	Run string
+	// ID is the worker's stable name; a restarted worker keeps it.
+	ID string
+	// Listen is the gRPC address (collectives, health); port 0 picks one.
+	Listen string
+	// Advertise is the address peers dial; empty derives it from Listen
+	// (the listener's address, or hostname:port for a wildcard host).
+	Advertise string
+	// GossipListen and GossipAdvertise are the memberlist addresses.
+	GossipListen    string
+	GossipAdvertise string
+	// HTTPAddr serves /metrics and /healthz; empty disables it.
+	HTTPAddr string
+	// CheckpointDir is where checkpoints are written (rank 0) and read on a
+	// full restart; it is shared by all workers (a volume).
+	CheckpointDir string
+	// Data overrides the run spec's data location on this machine.
+	Data string
+	// Threads is the BLAS thread count; 0 takes the run spec's.
+	Threads int
+	// PeerTimeout bounds every wait on a peer inside a collective.
+	PeerTimeout time.Duration
+	// LeaseTTL is the etcd registration lease.
+	LeaseTTL time.Duration
+	// FastGossip tunes failure detection for one machine (about a second).
+	FastGossip bool
+	// StepLog, if set, receives one JSON line per applied step and per
+	// state transfer: the record fault tests check for gaps and repeats.
+	StepLog string
+	// Logger is the worker's logger; default zap.NewNop().
+	Logger *zap.Logger
+}
+
+// DefaultConfig is the production default.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	return Config{
+		Run:          coordinator.DefaultRun,
+		ID:           host,
+		Listen:       ":7070",
+		GossipListen: ":7946",
+		HTTPAddr:     ":9090",
+		PeerTimeout:  5 * time.Second,
+		LeaseTTL:     10 * time.Second,
+		FastGossip:   true,
+	}
+}
+
+// Validate checks the config; errors name the flag, the value and the fix.
+func (c Config) Validate() error {
+	switch {
+	case len(c.Etcd) == 0:
+		return usagef("--etcd is required, e.g. --etcd http://127.0.0.1:2379")
+	case c.Run == "":
+		return usagef("--run is empty; give the run's name, e.g. --run default")
+	case c.ID == "":
+		return usagef("--id is empty; give the worker a stable name, e.g. --id worker-1")
+	case c.Listen == "":
+		return usagef("--listen is empty; give a host:port, e.g. --listen :7070")
+	case c.PeerTimeout <= 0:
+		return usagef("--peer-timeout %v must be positive, e.g. --peer-timeout 5s", c.PeerTimeout)
+	case c.LeaseTTL < time.Second:
+		return usagef("--lease-ttl %v must be at least 1s", c.LeaseTTL)
+	case c.Threads < 0:
+		return usagef("--threads %d must not be negative", c.Threads)
+	}
+	return nil
+}
+
+func usagef(format string, args ...any) error {
+	return &train.UsageError{Msg: fmt.Sprintf(format, args...)}
+}
