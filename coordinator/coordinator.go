@@ -112,7 +112,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 
 	hs := health.NewServer()
 	hs.SetServingStatus(HealthServiceLeader, healthpb.HealthCheckResponse_NOT_SERVING)
-	stopServers, err := c.serve(hs)
+	stopServers, err := c.serve(ctx, hs, client)
 	if err != nil {
 		return err
 	}
@@ -201,7 +201,7 @@ func (c *Coordinator) gossipConfig() GossipConfig {
 
 // serve starts the gRPC health server and the HTTP server; the returned
 // function stops both (bounded).
-func (c *Coordinator) serve(hs *health.Server) (stop func(), err error) {
+func (c *Coordinator) serve(ctx context.Context, hs *health.Server, client *Client) (stop func(), err error) {
 	var stops []func()
 	stop = func() {
 		for i := len(stops) - 1; i >= 0; i-- {
@@ -227,6 +227,18 @@ func (c *Coordinator) serve(hs *health.Server) (stop func(), err error) {
 			return func() {}, fmt.Errorf("coordinator: --http-addr %s: %w", c.cfg.HTTPAddr, err)
 		}
 		mux := http.NewServeMux()
+		// The dashboard, /api/snapshot and /metrics; /healthz below wins over it.
+		d := NewDashboard(client, func() (bool, string) {
+			if c.IsLeader() {
+				return true, c.cfg.ID
+			}
+			return false, ""
+		}, c.log.Named("dashboard"))
+		mux.Handle("/", d.Handler(NewMetrics()))
+		dctx, dcancel := context.WithCancel(ctx)
+		ddone := make(chan struct{})
+		go func() { defer close(ddone); d.Run(dctx, 0) }()
+		stops = append(stops, func() { dcancel(); <-ddone })
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 			s := c.Status()
 			w.Header().Set("Content-Type", "application/json")

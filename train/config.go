@@ -285,4 +285,3 @@ func ParseArgs(fs *flag.FlagSet, args []string, c *Config, extra func(*flag.Flag
 	}
 	return nil
 }
-

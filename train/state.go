@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -113,10 +112,10 @@ func (s *State) Apply() float64 {
 	return lr
 }
 
-// Evaluate returns the mean loss and the accuracy on set.
+// Evaluate returns the mean loss and the accuracy on set (zeros without one).
 func (s *State) Evaluate(set *dataset.Set) (loss, accuracy float64) {
 	if set == nil || set.N == 0 {
-		return math.NaN(), math.NaN()
+		return 0, 0
 	}
 	lossSum, correct := s.Net.Evaluate(nn.Batch{X: set.X, Labels: set.Labels, N: set.N}, 1000)
 	return lossSum / float64(set.N), float64(correct) / float64(set.N)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"path/filepath"
 	"time"
 
 	"go.uber.org/zap"
@@ -136,6 +137,11 @@ func Run(ctx context.Context, cfg Config, opts Options) (Summary, error) {
 		}
 	}
 	bar.Finish()
+	if lastDir != "" {
+		if err := PlotHistory(*hist, filepath.Join(lastDir, PlotFile)); err != nil {
+			log.Warn("plot", zap.Error(err))
+		}
+	}
 	elapsed := time.Since(start).Seconds()
 	tl, acc := st.Evaluate(testSet)
 	s := Summary{

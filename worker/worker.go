@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -463,6 +464,9 @@ func (w *Worker) finish(ctx context.Context, g coordinator.Generation, rank, wor
 			return err
 		}
 		sum.Checkpoint = dir
+		if err := train.PlotHistory(*w.hist, filepath.Join(dir, train.PlotFile)); err != nil {
+			w.log.Warn("plot", zap.Error(err))
+		}
 	}
 	w.prog.Publish(coordinator.Progress{Gen: g.Gen, Step: w.st.Step, TotalSteps: w.st.TotalSteps, Epoch: w.st.Epoch(),
 		Loss: sum.TrainLoss, TestLoss: tl, TestAccuracy: acc, Workers: world, Time: time.Now().UTC()})
