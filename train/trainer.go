@@ -56,7 +56,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (Summary, error) {
 	trainSet, testSet := opts.Train, opts.Test
 	if trainSet == nil {
 		var err error
-		if trainSet, testSet, err = dataset.Load(cfg.Data); err != nil {
+		if trainSet, testSet, err = LoadData(cfg.Data); err != nil {
 			return Summary{}, err
 		}
 	}
@@ -152,6 +152,15 @@ func Run(ctx context.Context, cfg Config, opts Options) (Summary, error) {
 		s.SamplesPerSec = round(float64(st.Step-startStep)*float64(cfg.Batch)/elapsed, 1)
 	}
 	return s, nil
+}
+
+// LoadData loads --data; a malformed value is a usage error.
+func LoadData(spec string) (trainSet, testSet *dataset.Set, err error) {
+	trainSet, testSet, err = dataset.Load(spec)
+	if errors.Is(err, dataset.ErrBadSpec) {
+		return nil, nil, &UsageError{Msg: err.Error()}
+	}
+	return trainSet, testSet, err
 }
 
 func round(v float64, digits int) float64 {

@@ -159,7 +159,7 @@ func (w *Worker) prepare() error {
 	}
 	nn.SetThreads(cfg.Threads)
 	var err error
-	if w.train, w.test, err = dataset.Load(cfg.Data); err != nil {
+	if w.train, w.test, err = train.LoadData(cfg.Data); err != nil {
 		return err
 	}
 	if w.st, err = train.NewState(cfg, w.train.N); err != nil {

@@ -25,7 +25,7 @@ import (
 
 func init() {
 	register("bench", "benchmarks: `bench train` (the reference MLP) and `bench allreduce` (the ring)", runBench)
-	register("bench-rank", "one rank of a benchmark (started by `ringtrain bench`)", runBenchRank)
+	register("bench-rank", "one rank of a benchmark (internal: started by `ringtrain bench`)", runBenchRank)
 }
 
 // benchJob is what the parent hands every rank process on stdin.
@@ -186,6 +186,10 @@ func benchProcs(ctx context.Context, e *env, job benchJob, n int) error {
 // runBenchRank is one rank: it listens, prints its address, reads the job
 // from stdin, runs it and (rank 0) prints the results.
 func runBenchRank(ctx context.Context, e *env, args []string) error {
+	fs := e.newFlagSet("One rank of a benchmark: prints its address, reads the job as JSON on stdin.")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err

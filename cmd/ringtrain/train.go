@@ -8,7 +8,6 @@ import (
 	"io"
 
 	"github.com/ringtrain/ringtrain/checkpoint"
-	"github.com/ringtrain/ringtrain/dataset"
 	"github.com/ringtrain/ringtrain/internal/version"
 	"github.com/ringtrain/ringtrain/nn"
 	"github.com/ringtrain/ringtrain/train"
@@ -103,7 +102,7 @@ func runEval(ctx context.Context, e *env, args []string) error {
 	if err := checkpoint.ParamsFromTensors(spec.Layers, ck.Model, net.Params); err != nil {
 		return fmt.Errorf("checkpoint %s: %w", ck.Dir, err)
 	}
-	_, test, err := dataset.Load(cfg.Data)
+	_, test, err := train.LoadData(cfg.Data)
 	if err != nil {
 		return err
 	}
