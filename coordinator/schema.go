@@ -146,16 +146,19 @@ type CheckpointRef struct {
 
 // Progress is the ring's position, published by rank 0.
 type Progress struct {
-	Gen           uint64    `json:"gen"`
-	Step          int64     `json:"step"`
-	TotalSteps    int64     `json:"total_steps"`
-	Epoch         int       `json:"epoch"`
-	Loss          float64   `json:"loss"`
-	TestLoss      float64   `json:"test_loss,omitempty"`
-	TestAccuracy  float64   `json:"test_accuracy,omitempty"`
-	SamplesPerSec float64   `json:"samples_per_sec"`
-	Workers       int       `json:"workers"`
-	Time          time.Time `json:"time"`
+	Gen           uint64  `json:"gen"`
+	Step          int64   `json:"step"`
+	TotalSteps    int64   `json:"total_steps"`
+	Epoch         int     `json:"epoch"`
+	Loss          float64 `json:"loss"`
+	TestLoss      float64 `json:"test_loss,omitempty"`
+	TestAccuracy  float64 `json:"test_accuracy,omitempty"`
+	SamplesPerSec float64 `json:"samples_per_sec"`
+	Workers       int     `json:"workers"`
+	// ComputeMs is each rank's compute time in the last step (its arrival
+	// at the all-reduce), so a straggler is visible.
+	ComputeMs []float64 `json:"compute_ms,omitempty"`
+	Time      time.Time `json:"time"`
 }
 
 // Event is a membership or recovery event.

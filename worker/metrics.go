@@ -2,6 +2,7 @@ package worker
 
 import (
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +29,10 @@ type Metrics struct {
 	RingFailures   prometheus.Counter
 	StateTransfers prometheus.Counter
 	CheckpointTime prometheus.Gauge
+	// RankCompute is every rank's compute time of the last step, i.e. when
+	// it arrived at the all-reduce; a straggler shows here before the
+	// collective's wait hides it.
+	RankCompute *prometheus.GaugeVec
 }
 
 // NewMetrics registers the worker's metrics on a new registry.
@@ -49,8 +54,12 @@ func NewMetrics() *Metrics {
 		r.MustRegister(x)
 		return x
 	}
+	rankCompute := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ringtrain_rank_compute_seconds",
+		Help: "Each rank's compute time in the last step: its arrival at the gradient all-reduce."}, []string{"rank"})
+	r.MustRegister(rankCompute)
 	return &Metrics{
 		Registry:       r,
+		RankCompute:    rankCompute,
 		Step:           f("step", "Optimizer steps applied."),
 		Epoch:          f("epoch", "Current epoch."),
 		Loss:           f("loss", "Training loss of the last step (global batch mean)."),
@@ -69,7 +78,10 @@ func NewMetrics() *Metrics {
 	}
 }
 
-func (m *Metrics) observeStep(step int64, epoch int, loss float64, compute, comm time.Duration, bytes int) {
+func (m *Metrics) observeStep(step int64, epoch int, loss float64, compute, comm time.Duration, bytes int, ranks []float32) {
+	for r, v := range ranks {
+		m.RankCompute.WithLabelValues(strconv.Itoa(r)).Set(float64(v))
+	}
 	m.Step.Set(float64(step))
 	m.Epoch.Set(float64(epoch))
 	m.Loss.Set(loss)

@@ -49,7 +49,12 @@ type Worker struct {
 	test  *dataset.Set
 	st    *train.State
 	hist  *train.History
-	buf   []float32 // Net.Grads plus two control slots (loss sum, newer-generation votes)
+	// buf is Net.Grads followed by control slots reduced with it: the loss
+	// sum, the votes to leave for a newer generation, and each rank's
+	// compute time (its arrival at the collective) in its own slot.
+	buf []float32
+	// lastEval is rank 0's latest test loss and accuracy.
+	lastEval [2]float64
 
 	latest  atomic.Pointer[coordinator.Generation]
 	changed chan struct{} // size 1: a newer generation arrived
@@ -166,9 +171,6 @@ func (w *Worker) prepare() error {
 		return err
 	}
 	w.hist = &train.History{}
-	np := len(w.st.Net.Params)
-	w.buf = make([]float32, np+2)
-	w.st.Net.Grads = w.buf[:np]
 	if cfg.CheckpointDir != "" {
 		ck, err := checkpoint.LatestValid(cfg.CheckpointDir, func(dir string, err error) {
 			w.log.Warn("skipping corrupt checkpoint", zap.String("dir", dir), zap.Error(err))
@@ -291,6 +293,7 @@ func (w *Worker) runGeneration(ctx context.Context, g coordinator.Generation) er
 	w.metrics.Generation.Set(float64(g.Gen))
 	w.metrics.Members.Set(float64(world))
 	w.metrics.Rank.Set(float64(rank))
+	w.metrics.RankCompute.Reset()
 
 	src, err := w.sync(ctx, ring, rank, world)
 	if err != nil {
@@ -301,6 +304,11 @@ func (w *Worker) runGeneration(ctx context.Context, g coordinator.Generation) er
 
 	cfg := w.st.Cfg
 	np := len(w.st.Net.Params)
+	if cap(w.buf) < np+2+world {
+		w.buf = make([]float32, np+2+world)
+	}
+	w.buf = w.buf[:np+2+world]
+	w.st.Net.Grads = w.buf[:np]
 	B := float64(cfg.Batch)
 	hashEvery := int64(w.spec.HashEvery)
 	lastPub := time.Time{}
@@ -315,6 +323,8 @@ func (w *Worker) runGeneration(ctx context.Context, g coordinator.Generation) er
 		compute := time.Since(t0)
 		w.buf[np] = float32(lossSum)
 		w.buf[np+1] = 0
+		clear(w.buf[np+2:])
+		w.buf[np+2+rank] = float32(compute.Seconds())
 		if g2 := w.latest.Load(); g2 != nil && g2.Gen > g.Gen {
 			w.buf[np+1] = 1
 		}
@@ -331,7 +341,7 @@ func (w *Worker) runGeneration(ctx context.Context, g coordinator.Generation) er
 		w.st.Apply()
 		step := w.st.Step
 		w.hist.AddLoss(step, loss)
-		w.metrics.observeStep(step, w.st.Epoch(), loss, compute, comm, 4*len(w.buf))
+		w.metrics.observeStep(step, w.st.Epoch(), loss, compute, comm, 4*len(w.buf), w.buf[np+2:])
 		w.logLine(`{"event":"step","gen":` + strconv.FormatUint(g.Gen, 10) + `,"rank":` + strconv.Itoa(rank) +
 			`,"step":` + strconv.FormatInt(step, 10) + `,"loss":` + strconv.FormatFloat(loss, 'g', -1, 64) + `}`)
 
@@ -345,19 +355,24 @@ func (w *Worker) runGeneration(ctx context.Context, g coordinator.Generation) er
 		if rank == 0 && (epochEnd || time.Since(lastPub) > 500*time.Millisecond) {
 			now := time.Now()
 			p = coordinator.Progress{Gen: g.Gen, Step: step, TotalSteps: w.st.TotalSteps, Epoch: w.st.Epoch(),
-				Loss: loss, Workers: world, Time: now.UTC()}
+				Loss: loss, Workers: world, Time: now.UTC(), ComputeMs: make([]float64, world)}
+			for r, v := range w.buf[np+2:] {
+				p.ComputeMs[r] = math.Round(float64(v)*1e5) / 100
+			}
 			if dt := now.Sub(window).Seconds(); dt > 0 {
 				p.SamplesPerSec = math.Round(float64(step-windowStep) * B / dt)
 				w.metrics.SamplesPerSec.Set(p.SamplesPerSec)
 			}
 			window, windowStep, lastPub = now, step, now
 			if epochEnd {
-				p.TestLoss, p.TestAccuracy = w.st.Evaluate(w.test)
-				w.hist.AddEval(step, p.TestLoss, p.TestAccuracy)
-				w.metrics.Accuracy.Set(p.TestAccuracy)
+				w.lastEval[0], w.lastEval[1] = w.st.Evaluate(w.test)
+				w.hist.AddEval(step, w.lastEval[0], w.lastEval[1])
+				w.metrics.Accuracy.Set(w.lastEval[1])
 				log.Info("epoch", zap.Int64("step", step), zap.Int("epoch", w.st.Epoch()-1),
-					zap.Float64("loss", loss), zap.Float64("test_accuracy", p.TestAccuracy))
+					zap.Float64("loss", loss), zap.Float64("test_accuracy", w.lastEval[1]))
 			}
+			// The latest evaluation rides along with every update.
+			p.TestLoss, p.TestAccuracy = w.lastEval[0], w.lastEval[1]
 			w.prog.Publish(p)
 		}
 		if rank == 0 && cfg.CheckpointDir != "" && cfg.CheckpointEvery > 0 && step%int64(cfg.CheckpointEvery) == 0 && !w.st.Done() {

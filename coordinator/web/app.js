@@ -170,7 +170,7 @@ function renderRing(node, members) {
   });
 }
 
-function renderMembers(ul, members) {
+function renderMembers(ul, members, computeMs) {
   clear(ul);
   if (members.length === 0) {
     ul.append(el("li", { class: "empty" }, "no workers registered"));
@@ -182,6 +182,14 @@ function renderMembers(ul, members) {
     li.append(el("span", { class: "id" }, m.id));
     li.append(el("span", { class: "state " + m.state }, m.state === "ring" ? "in ring" : m.state));
     li.append(el("span", { class: "addr" }, m.addr || ""));
+    // Each rank's compute time in the last step: when it arrived at the
+    // all-reduce. The slowest rank is the one every other rank waits for.
+    if (computeMs && m.rank >= 0 && m.rank < computeMs.length) {
+      const slowest = Math.max(...computeMs);
+      li.append(el("span", { class: "compute" + (computeMs[m.rank] === slowest && computeMs.length > 1 ? " slowest" : ""),
+        "data-compute-ms": String(computeMs[m.rank]), title: "compute time of the last step (arrival at the all-reduce)" },
+        fmt(computeMs[m.rank], 1) + " ms"));
+    }
     ul.append(li);
   }
 }
@@ -226,7 +234,7 @@ function render(s) {
   }
 
   renderRing($("ring"), s.members || []);
-  renderMembers($("members"), s.members || []);
+  renderMembers($("members"), s.members || [], !s.done && p ? p.compute_ms : null);
 
   const h = s.history || [];
   // Both charts span the same steps, so they line up.
