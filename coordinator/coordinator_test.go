@@ -141,9 +141,11 @@ func TestCoordinatorFailover(t *testing.T) {
 	if err != nil || len(evs) == 0 {
 		t.Fatalf("events %v %v", evs, err)
 	}
-	if st := c2.Status(); !st.Leader || st.Generation.Gen != gens.last.Gen {
-		t.Errorf("status %+v", st)
-	}
+	// The status follows the publish; the watcher may see the key first.
+	waitFor(t, 5*time.Second, "status shows the last generation", func() bool {
+		st := c2.Status()
+		return st.Leader && st.Generation.Gen == gens.last.Gen
+	})
 }
 
 // TestCoordinatorCrashFailover: a leader that vanishes without resigning
