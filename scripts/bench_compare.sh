@@ -7,6 +7,13 @@
 #
 # Needs: bin/ringtrain (make build), /usr/bin/python3 with Debian's torch
 # (apt-get install -y python3-torch libopenblas0-pthread iperf3).
+#
+# Threads: torch_ddp_mlp.py's --threads sets torch.set_num_threads, but
+# Debian's torch runs its GEMMs in OpenBLAS's own pthread pool, which that
+# call does not limit (a "one-thread" run used two cores here: CPU time twice
+# the wall time). So each training command runs with OPENBLAS_NUM_THREADS
+# equal to its threads per worker, ringtrain's too; REF_OPENBLAS_THREADS=
+# (empty) runs the reference as the script alone would.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-bin/ringtrain}
@@ -17,13 +24,17 @@ WORKERS=${WORKERS:-"2 4"}
 SIZES=${SIZES:-1,4,16,64}
 STEPS=${STEPS:-100}
 ONLY=${ONLY:-"train allreduce"}
+REF_OPENBLAS_THREADS=${REF_OPENBLAS_THREADS-1}
+ref_env=()
+[[ -n $REF_OPENBLAS_THREADS ]] && ref_env=(env OPENBLAS_NUM_THREADS="$REF_OPENBLAS_THREADS")
 
 [[ -x $BIN ]] || { echo "bench_compare: $BIN not built; run make build" >&2; exit 2; }
 $PY -c 'import torch' 2>/dev/null || { echo "bench_compare: $PY has no torch; apt-get install -y python3-torch libopenblas0-pthread" >&2; exit 2; }
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs);" \
+  "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset} reference OPENBLAS_NUM_THREADS=${REF_OPENBLAS_THREADS:-unset}"
 
 run() { # label file cmd...
   local f=$1; shift
@@ -33,10 +44,10 @@ run() { # label file cmd...
 for r in $(seq "$ROUNDS"); do
   if [[ " $ONLY " == *" train "* ]]; then
     run ours-train-1 "$BIN" bench train --workers 1 --layers 784-512-512-10 --global-batch 256 --steps "$STEPS" --threads 1
-    run ref-train-1 $PY "$BENCH/torch_ddp_mlp.py" --workers 1 --layers 784-512-512-10 --global-batch 256 --steps "$STEPS" --threads 1
+    run ref-train-1 "${ref_env[@]}" $PY "$BENCH/torch_ddp_mlp.py" --workers 1 --layers 784-512-512-10 --global-batch 256 --steps "$STEPS" --threads 1
     for w in $WORKERS; do
       run ours-train-$w "$BIN" bench train --workers "$w" --layers 784-512-512-10 --global-batch 256 --steps "$STEPS" --threads 1
-      run ref-train-$w $PY "$BENCH/torch_ddp_mlp.py" --workers "$w" --layers 784-512-512-10 --global-batch 256 --steps "$STEPS" --threads 1
+      run ref-train-$w "${ref_env[@]}" $PY "$BENCH/torch_ddp_mlp.py" --workers "$w" --layers 784-512-512-10 --global-batch 256 --steps "$STEPS" --threads 1
     done
   fi
   if [[ " $ONLY " == *" allreduce "* ]]; then

@@ -73,7 +73,7 @@ func New(cfg Config) (*Worker, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	return &Worker{cfg: cfg, log: cfg.Logger.With(zap.String("worker", cfg.ID)), changed: make(chan struct{}, 1), metrics: NewMetrics()}, nil
+	return &Worker{cfg: cfg, log: cfg.Logger.With(zap.String("run", cfg.Run), zap.String("worker", cfg.ID)), changed: make(chan struct{}, 1), metrics: NewMetrics()}, nil
 }
 
 // Run serves the worker until the run finishes (nil), ctx ends, or an

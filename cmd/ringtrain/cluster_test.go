@@ -66,12 +66,17 @@ type proc struct {
 
 func startProc(t *testing.T, dir, name string, args ...string) *proc {
 	t.Helper()
+	return startBinary(t, ringtrainBin, dir, name, args...)
+}
+
+func startBinary(t *testing.T, bin, dir, name string, args ...string) *proc {
+	t.Helper()
 	logPath := filepath.Join(dir, name+".log")
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(ringtrainBin, args...)
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -124,13 +129,20 @@ type cluster struct {
 	coords   map[string]*proc
 	workers  map[string]*proc
 	run      *coordinator.Client
+	// stockEtcd runs Debian's etcd server binary instead of `ringtrain etcd`.
+	stockEtcd string
 }
 
 func newCluster(t *testing.T, trainArgs ...string) *cluster {
 	t.Helper()
+	return newClusterEtcd(t, "", trainArgs...)
+}
+
+func newClusterEtcd(t *testing.T, stockEtcd string, trainArgs ...string) *cluster {
+	t.Helper()
 	dir := t.TempDir()
 	c := &cluster{t: t, dir: dir, ckpt: filepath.Join(dir, "checkpoints"), trainArg: trainArgs,
-		coords: map[string]*proc{}, workers: map[string]*proc{}}
+		coords: map[string]*proc{}, workers: map[string]*proc{}, stockEtcd: stockEtcd}
 	c.startEtcd()
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{c.endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
@@ -145,9 +157,14 @@ func (c *cluster) startEtcd() {
 	cport, pport := freePort(c.t), freePort(c.t)
 	c.endpoint = fmt.Sprintf("http://127.0.0.1:%d", cport)
 	peer := fmt.Sprintf("http://127.0.0.1:%d", pport)
-	c.etcd = startProc(c.t, c.dir, "etcd", "etcd", "--name", "e1", "--data-dir", filepath.Join(c.dir, "etcd"),
+	args := []string{"--name", "e1", "--data-dir", filepath.Join(c.dir, "etcd"),
 		"--listen-client-urls", c.endpoint, "--advertise-client-urls", c.endpoint,
-		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", "e1="+peer)
+		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", "e1=" + peer}
+	if c.stockEtcd != "" {
+		c.etcd = startBinary(c.t, c.stockEtcd, c.dir, "etcd", args...)
+		return
+	}
+	c.etcd = startProc(c.t, c.dir, "etcd", append([]string{"etcd"}, args...)...)
 }
 
 func (c *cluster) startCoordinator(id string) *proc {
@@ -454,5 +471,35 @@ func TestFullStopResumesFromCheckpoint(t *testing.T) {
 	}
 	if resumedAt != prevStep {
 		t.Fatalf("after restart the ring resumed at step %d, want the newest valid checkpoint's %d", resumedAt, prevStep)
+	}
+}
+
+// The cluster runs against a stock etcd server (Debian's etcd-server 3.4),
+// not only the embedded one.
+func TestStockEtcdServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real processes")
+	}
+	const bin = "/usr/bin/etcd"
+	if _, err := os.Stat(bin); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s missing in CI: .ci/run installs etcd-server", bin)
+		}
+		t.Skipf("%s not installed (apt-get install etcd-server)", bin)
+	}
+	c := newClusterEtcd(t, bin, "--layers", "784-32-10", "--steps", "400", "--batch", "64", "--checkpoint-every", "100", "--min-workers", "2")
+	c.startCoordinator("coordinator-1")
+	c.startWorker("worker-1")
+	c.startWorker("worker-2")
+	c.waitGeneration(30*time.Second, func(g coordinator.Generation) bool { return len(g.Members) == 2 })
+	sum := c.waitDone(2 * time.Minute)
+	if sum.Step != 400 || sum.TestAccuracy < 0.85 {
+		t.Fatalf("summary %+v: want step 400 and accuracy ≥ 0.85", sum)
+	}
+	c.checkStepLogs(1, sum.Step)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if ref, ok, err := c.run.LatestCheckpoint(ctx); err != nil || !ok || ref.Step != 400 {
+		t.Fatalf("latest checkpoint in etcd: %+v %v %v, want step 400", ref, ok, err)
 	}
 }
