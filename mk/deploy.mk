@@ -6,6 +6,9 @@
 #	make etcd-binary  bin/etcd and bin/etcdctl from the official modules
 #	make up           build the images, start docker-compose.yml, follow the run to its end
 #	make down         stop it and delete its volumes (etcd data, checkpoints)
+#	make chaos        build the images, then run every fault scenario of
+#	                  `ringtrain chaos` against the compose cluster, each in
+#	                  its own project, removed afterwards (CHAOS_ARGS)
 #
 # No registry is needed: every image is assembled from host-built binaries.
 
@@ -21,10 +24,12 @@ UP_ARGS         ?=
 # The run name docker-compose.yml trains and how long `make up` follows it.
 RINGTRAIN_RUN   ?= mnist
 UP_TIMEOUT      ?= 3600
+# Arguments for `ringtrain chaos`, e.g. CHAOS_ARGS='--scenario kill-worker --seed 7 --strike-step 800'.
+CHAOS_ARGS      ?= --all
 IMAGES_DIR      := out/images
 ETCD_BUILD      := deploy/etcd-build
 
-.PHONY: images image-ringtrain image-etcd etcd-binary up down
+.PHONY: images image-ringtrain image-etcd etcd-binary up down chaos
 
 # One build date for the binary and the image labels: the Makefile's DATE is
 # re-evaluated at every use, and target-specific values reach prerequisites.
@@ -80,3 +85,9 @@ up: images
 
 down:
 	RINGTRAIN_IMAGE=$(RINGTRAIN_IMAGE) ETCD_IMAGE=$(ETCD_IMAGE) $(COMPOSE) down -v --remove-orphans
+
+# Fault scenarios (deploy/chaos/): kill -9 a worker, kill the leader, pause,
+# disconnect, restart etcd, corrupt a checkpoint, scale up and down.
+chaos: images build
+	RINGTRAIN_IMAGE=$(RINGTRAIN_IMAGE) ETCD_IMAGE=$(ETCD_IMAGE) COMPOSE='$(COMPOSE)' \
+	  $(BIN)/ringtrain chaos $(CHAOS_ARGS)
