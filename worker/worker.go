@@ -30,6 +30,8 @@ var (
 	errNewerGeneration = errors.New("worker: newer generation published")
 	// errFinished: the run is complete.
 	errFinished = errors.New("worker: run finished")
+	// errLeaving: this worker was asked to stop and left at a step boundary.
+	errLeaving = errors.New("worker: leaving")
 	// ErrReplicaMismatch: replicas diverged; the run stops.
 	ErrReplicaMismatch = errors.New("worker: replicas diverged")
 )
@@ -59,6 +61,11 @@ type Worker struct {
 	latest  atomic.Pointer[coordinator.Generation]
 	changed chan struct{} // size 1: a newer generation arrived
 
+	// stopping is closed when Run's context ends: the worker finishes the
+	// step in flight, votes to leave inside its all-reduce so that the ring
+	// ends the generation at that step boundary, and deregisters.
+	stopping chan struct{}
+
 	steplog *os.File
 	ckpt    *checkpointer
 	prog    *publisher
@@ -73,14 +80,32 @@ func New(cfg Config) (*Worker, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	return &Worker{cfg: cfg, log: cfg.Logger.With(zap.String("run", cfg.Run), zap.String("worker", cfg.ID)), changed: make(chan struct{}, 1), metrics: NewMetrics()}, nil
+	return &Worker{cfg: cfg, log: cfg.Logger.With(zap.String("run", cfg.Run), zap.String("worker", cfg.ID)), changed: make(chan struct{}, 1), stopping: make(chan struct{}), metrics: NewMetrics()}, nil
 }
 
 // Run serves the worker until the run finishes (nil), ctx ends, or an
-// unrecoverable error (replica divergence, bad spec) occurs.
-func (w *Worker) Run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
+// unrecoverable error (replica divergence, bad spec) occurs. When ctx ends
+// the worker leaves at the next step boundary (bounded by the peer timeout)
+// and Run returns nil.
+func (w *Worker) Run(stop context.Context) error {
+	// The work goes on briefly after stop ends, to leave cleanly.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(stop))
 	defer cancel()
+	go func() {
+		select {
+		case <-stop.Done():
+			close(w.stopping)
+		case <-ctx.Done():
+			return
+		}
+		grace := time.NewTimer(2*w.cfg.PeerTimeout + time.Second)
+		defer grace.Stop()
+		select {
+		case <-grace.C:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 
 	lis, err := net.Listen("tcp", w.cfg.Listen)
 	if err != nil {
@@ -207,26 +232,34 @@ func (w *Worker) followGenerations(ctx context.Context) {
 
 // loop runs generation after generation until the run ends.
 func (w *Worker) loop(ctx context.Context) error {
-	var failed uint64 // the newest generation that failed here
+	// after is the newest generation this worker has trained in: every
+	// later ring is a newer generation, so no message of an ended ring can
+	// be mistaken for one of the next.
+	var after uint64
 	done := w.run.WatchDone(ctx)
 	for {
-		g, err := w.awaitGeneration(ctx, failed, done)
+		g, err := w.awaitGeneration(ctx, after, done)
 		if err != nil {
-			if errors.Is(err, errFinished) {
+			if errors.Is(err, errFinished) || errors.Is(err, errLeaving) {
 				return nil
 			}
 			return err
 		}
+		after = g.Gen
 		err = w.runGeneration(ctx, g)
 		switch {
 		case err == nil || errors.Is(err, errFinished):
+			return nil
+		case errors.Is(err, errLeaving):
+			w.log.Info("left the ring at a step boundary", zap.Uint64("gen", g.Gen), zap.Int64("step", w.st.Step))
 			return nil
 		case errors.Is(err, errNewerGeneration):
 			continue
 		case errors.Is(err, ErrReplicaMismatch), ctx.Err() != nil:
 			return err
+		case w.isStopping():
+			return nil
 		default:
-			failed = g.Gen
 			w.metrics.RingFailures.Inc()
 			w.log.Warn("generation failed; waiting for the next", zap.Uint64("gen", g.Gen), zap.Int64("step", w.st.Step), zap.Error(err))
 			w.reportFailure(ctx, g, err)
@@ -234,14 +267,23 @@ func (w *Worker) loop(ctx context.Context) error {
 	}
 }
 
-// awaitGeneration blocks until a generation newer than failed includes this
-// worker, or the run finishes.
-func (w *Worker) awaitGeneration(ctx context.Context, failed uint64, done <-chan train.Summary) (coordinator.Generation, error) {
+func (w *Worker) isStopping() bool {
+	select {
+	case <-w.stopping:
+		return true
+	default:
+		return false
+	}
+}
+
+// awaitGeneration blocks until a generation newer than after includes this
+// worker, or the run finishes, or the worker is stopping.
+func (w *Worker) awaitGeneration(ctx context.Context, after uint64, done <-chan train.Summary) (coordinator.Generation, error) {
 	waiting := false
 	for {
 		// A generation that lists this worker at another address is from
 		// before a restart: wait for the one with this incarnation.
-		if g := w.latest.Load(); g != nil && g.Gen > failed {
+		if g := w.latest.Load(); g != nil && g.Gen > after {
 			if r := g.Rank(w.cfg.ID); r >= 0 && g.Members[r].Addr == w.addr {
 				return *g, nil
 			}
@@ -253,6 +295,8 @@ func (w *Worker) awaitGeneration(ctx context.Context, failed uint64, done <-chan
 		select {
 		case <-ctx.Done():
 			return coordinator.Generation{}, ctx.Err()
+		case <-w.stopping:
+			return coordinator.Generation{}, errLeaving
 		case <-w.changed:
 		case _, ok := <-done:
 			if ok {
@@ -325,7 +369,10 @@ func (w *Worker) runGeneration(ctx context.Context, g coordinator.Generation) er
 		w.buf[np+1] = 0
 		clear(w.buf[np+2:])
 		w.buf[np+2+rank] = float32(compute.Seconds())
-		if g2 := w.latest.Load(); g2 != nil && g2.Gen > g.Gen {
+		// Vote to end the generation after this step: a newer one exists,
+		// or this worker is stopping. Everyone sees the sum.
+		stopping := w.isStopping()
+		if g2 := w.latest.Load(); (g2 != nil && g2.Gen > g.Gen) || stopping {
 			w.buf[np+1] = 1
 		}
 		t1 := time.Now()
@@ -377,6 +424,9 @@ func (w *Worker) runGeneration(ctx context.Context, g coordinator.Generation) er
 		}
 		if rank == 0 && cfg.CheckpointDir != "" && cfg.CheckpointEvery > 0 && step%int64(cfg.CheckpointEvery) == 0 && !w.st.Done() {
 			w.ckpt.Snapshot(g.Gen, w.hist)
+		}
+		if stopping { // voted in this step's all-reduce: the ring ends here with us
+			return errLeaving
 		}
 		if leave && !w.st.Done() {
 			log.Info("leaving for a newer generation at a step boundary", zap.Int64("step", step))
@@ -453,6 +503,8 @@ func (w *Worker) finish(ctx context.Context, g coordinator.Generation, rank, wor
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
+			case <-w.stopping:
+				return errLeaving
 			case _, ok := <-done:
 				if ok {
 					return errFinished

@@ -503,3 +503,50 @@ func TestStockEtcdServer(t *testing.T) {
 		t.Fatalf("latest checkpoint in etcd: %+v %v %v, want step 400", ref, ok, err)
 	}
 }
+
+// SIGTERM (a scale-down) makes a worker leave at a step boundary: the ring
+// ends its generation together, the worker exits 0, and no collective fails.
+func TestGracefulLeaveAtStepBoundary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real processes")
+	}
+	c := newCluster(t, "--layers", "784-64-10", "--steps", "2500", "--batch", "64")
+	c.startCoordinator("coordinator-1")
+	for i := 1; i <= 3; i++ {
+		c.startWorker("worker-" + strconv.Itoa(i))
+	}
+	g := c.waitGeneration(30*time.Second, func(g coordinator.Generation) bool { return len(g.Members) == 3 })
+	c.waitStep(300, 2*time.Minute)
+	w3 := c.workers["worker-3"]
+	w3.signal(syscall.SIGTERM)
+	select {
+	case <-w3.done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("worker-3 did not exit within 15s of SIGTERM")
+	}
+	if w3.err != nil {
+		t.Fatalf("worker-3 exited with %v after SIGTERM, want status 0", w3.err)
+	}
+	g2 := c.waitGeneration(15*time.Second, func(x coordinator.Generation) bool { return x.Gen > g.Gen && len(x.Members) == 2 })
+	t.Logf("after SIGTERM of worker-3: %v", g2)
+	sum := c.waitDone(3 * time.Minute)
+	c.checkStepLogs(1, sum.Step)
+	for _, id := range []string{"worker-1", "worker-2"} {
+		b, _ := os.ReadFile(c.workers[id].log)
+		if strings.Contains(string(b), "generation failed") {
+			t.Fatalf("%s saw a failed generation; a graceful leave must end the ring at a step boundary", id)
+		}
+	}
+	// worker-3's last step was applied by the others in the same generation.
+	recs := readStepLog(t, filepath.Join(c.dir, "worker-3.steps.jsonl"))
+	last := recs[len(recs)-1]
+	found := false
+	for _, r := range readStepLog(t, filepath.Join(c.dir, "worker-1.steps.jsonl")) {
+		if r.Event == "step" && r.Gen == last.Gen && r.Step == last.Step {
+			found = true
+		}
+	}
+	if last.Event != "step" || !found {
+		t.Fatalf("worker-3 ended on %+v, which worker-1 did not apply in the same generation", last)
+	}
+}
