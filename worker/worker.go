@@ -57,6 +57,10 @@ type Worker struct {
 	buf []float32
 	// lastEval is rank 0's latest test loss and accuracy.
 	lastEval [2]float64
+	// trainStart and trainStartStep are when and where this worker first
+	// trained, for the summary's throughput.
+	trainStart     time.Time
+	trainStartStep int64
 
 	latest  atomic.Pointer[coordinator.Generation]
 	changed chan struct{} // size 1: a newer generation arrived
@@ -347,6 +351,9 @@ func (w *Worker) runGeneration(ctx context.Context, g coordinator.Generation) er
 	w.logLine(fmt.Sprintf(`{"event":"sync","gen":%d,"rank":%d,"step":%d,"from":%d}`, g.Gen, rank, w.st.Step, src))
 
 	cfg := w.st.Cfg
+	if w.trainStart.IsZero() {
+		w.trainStart, w.trainStartStep = time.Now(), w.st.Step
+	}
 	np := len(w.st.Net.Params)
 	if cap(w.buf) < np+2+world {
 		w.buf = make([]float32, np+2+world)
@@ -524,6 +531,10 @@ func (w *Worker) finish(ctx context.Context, g coordinator.Generation, rank, wor
 		TestLoss: tl, TestAccuracy: acc, Workers: world}
 	if n := len(w.hist.Loss); n > 0 {
 		sum.TrainLoss = w.hist.Loss[n-1].Loss
+	}
+	if secs := time.Since(w.trainStart).Seconds(); !w.trainStart.IsZero() && secs > 0 {
+		sum.Seconds = math.Round(secs*1000) / 1000
+		sum.SamplesPerSec = math.Round(float64(w.st.Step-w.trainStartStep)*float64(w.st.Cfg.Batch)/secs*10) / 10
 	}
 	if w.st.Cfg.CheckpointDir != "" {
 		dir, err := w.ckpt.SaveNow(ctx, g.Gen, w.hist)

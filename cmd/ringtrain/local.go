@@ -84,6 +84,7 @@ func runLocal(ctx context.Context, e *env, args []string) error {
 	} else if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	tempCheckpoints := cfg.CheckpointDir == "" && lf.workDir == "" && !lf.keep
 	if cfg.CheckpointDir == "" {
 		cfg.CheckpointDir = filepath.Join(dir, "checkpoints")
 		spec.Config = cfg
@@ -160,9 +161,12 @@ func runLocal(ctx context.Context, e *env, args []string) error {
 		}
 		return err
 	}
+	// The whole run as this command saw it, start-up included.
 	sum.Seconds = roundTo(time.Since(start).Seconds(), 3)
-	if sum.Seconds > 0 && sum.SamplesPerSec == 0 {
-		sum.SamplesPerSec = roundTo(float64(sum.Step)*float64(cfg.Batch)/sum.Seconds, 1)
+	if tempCheckpoints {
+		// Removed with the working directory on return.
+		sum.Checkpoint = ""
+		fmt.Fprintln(e.stderr, "checkpoints were temporary; pass --checkpoint-dir DIR (or --keep) to keep them")
 	}
 	return json.NewEncoder(e.stdout).Encode(sum)
 }
