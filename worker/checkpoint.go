@@ -22,7 +22,7 @@ type checkpointer struct {
 	busy sync.WaitGroup
 }
 
-func newCheckpointer(w *Worker, st *train.State) *checkpointer {
+func newCheckpointer(w *Worker) *checkpointer {
 	return &checkpointer{w: w}
 }
 

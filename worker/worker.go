@@ -134,7 +134,7 @@ func (w *Worker) Run(stop context.Context) error {
 		return nil
 	}
 	w.log.Info("waiting for the run spec", zap.Strings("etcd", w.cfg.Etcd), zap.String("run", w.cfg.Run))
-	if w.spec, err = w.run.WaitSpec(ctx); err != nil {
+	if w.spec, err = w.run.WaitSpec(stop); err != nil {
 		return err
 	}
 	if err := w.prepare(); err != nil {
@@ -164,7 +164,7 @@ func (w *Worker) Run(stop context.Context) error {
 
 	w.prog = newPublisher(w.run, w.log)
 	defer w.prog.Close()
-	w.ckpt = newCheckpointer(w, w.st)
+	w.ckpt = newCheckpointer(w)
 	defer w.ckpt.Close()
 
 	var wg sync.WaitGroup
