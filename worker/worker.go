@@ -468,8 +468,29 @@ func (w *Worker) sync(ctx context.Context, ring *allreduce.Ring, rank, world int
 			return -1, err
 		}
 		w.metrics.StateTransfers.Inc()
+		w.catchUpHistory()
 	}
 	return src, nil
+}
+
+// catchUpHistory takes the loss and accuracy curves of the newest checkpoint
+// when they reach further than this worker's own, so that whichever rank
+// finishes the run plots the whole run (up to that checkpoint) and not only
+// the steps it trained itself. Best effort: the curves are not training state.
+func (w *Worker) catchUpHistory() {
+	dir := w.st.Cfg.CheckpointDir
+	if dir == "" {
+		return
+	}
+	ck, err := checkpoint.LatestValid(dir, nil)
+	if err != nil {
+		return
+	}
+	var h train.History
+	h.Load(ck.Manifest.Metrics)
+	if n, m := len(h.Loss), len(w.hist.Loss); n > 0 && (m == 0 || h.Loss[n-1].Step > w.hist.Loss[m-1].Step) {
+		*w.hist = h
+	}
 }
 
 // checkReplicas compares a hash of the parameters across the ring: each rank
