@@ -345,7 +345,10 @@ func TestRejoinFailoverAndEtcdPause(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real processes")
 	}
-	c := newCluster(t, "--layers", "784-64-10", "--steps", "3000", "--batch", "64", "--checkpoint-every", "200")
+	// Three workers at least: below that the run must wait, not finish or fail,
+	// which also keeps this test independent of how fast the steps go.
+	c := newCluster(t, "--layers", "784-64-10", "--steps", "20000", "--batch", "64", "--checkpoint-every", "500",
+		"--min-workers", "3")
 	c.startCoordinator("coordinator-1")
 	time.Sleep(300 * time.Millisecond) // coordinator-1 campaigns first
 	c.startCoordinator("coordinator-2")
@@ -371,25 +374,36 @@ func TestRejoinFailoverAndEtcdPause(t *testing.T) {
 	}
 	t.Logf("etcd paused 2s at step %d: worker-1 applied %d steps meanwhile", before.Step, n1-n0)
 
-	// The leader dies; the standby must handle the next membership change.
+	// The leader dies; the standby must handle the next membership change:
+	// with worker-3 gone too the ring is below --min-workers, so it waits.
 	leader := g0.Leader
 	if c.coords[leader] == nil {
 		t.Fatalf("generation names leader %q, not one of the coordinators", leader)
 	}
 	c.coords[leader].kill()
 	c.workers["worker-3"].kill()
-	g1 := c.waitGeneration(20*time.Second, func(g coordinator.Generation) bool {
-		return len(g.Members) == 2 && g.Leader != leader
+	g1 := c.waitGeneration(30*time.Second, func(g coordinator.Generation) bool {
+		return len(g.Members) == 0 && g.Leader != leader && g.Gen > g0.Gen
 	})
-	t.Logf("leader %s killed with worker-3: standby published %v (leader %s)", leader, g1, g1.Leader)
+	t.Logf("leader %s killed with worker-3: standby published %v (leader %s, %q)", leader, g1, g1.Leader, g1.Reason)
+	waiting := c.waitStep(0, time.Second)
+	time.Sleep(time.Second)
+	if p := c.waitStep(0, time.Second); p.Step != waiting.Step {
+		t.Fatalf("below --min-workers the ring went on from step %d to %d", waiting.Step, p.Step)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	if _, done, _ := c.run.Done(ctx); done {
+		t.Fatal("the run finished below --min-workers")
+	}
+	cancel()
 
 	// worker-3 comes back under the same name and rejoins at a step boundary.
 	c.startWorker("worker-3")
 	g2 := c.waitGeneration(30*time.Second, func(g coordinator.Generation) bool { return len(g.Members) == 3 && g.Gen > g1.Gen })
 	t.Logf("worker-3 rejoined: %v", g2)
 	sum := c.waitDone(4 * time.Minute)
-	if sum.Step != 3000 || sum.TestAccuracy < 0.9 {
-		t.Fatalf("summary %+v: want step 3000 and accuracy ≥ 0.9", sum)
+	if sum.Step != 20000 || sum.TestAccuracy < 0.9 {
+		t.Fatalf("summary %+v: want step 20000 and accuracy ≥ 0.9", sum)
 	}
 	c.checkStepLogs(1, sum.Step)
 	recs := readStepLog(t, filepath.Join(c.dir, "worker-3.steps.jsonl"))
@@ -410,7 +424,7 @@ func TestFullStopResumesFromCheckpoint(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real processes")
 	}
-	c := newCluster(t, "--layers", "784-32-10", "--steps", "1200", "--batch", "64", "--checkpoint-every", "100", "--checkpoint-keep", "5")
+	c := newCluster(t, "--layers", "784-32-10", "--steps", "6000", "--batch", "64", "--checkpoint-every", "100", "--checkpoint-keep", "5")
 	c.startCoordinator("coordinator-1")
 	c.startWorker("worker-1")
 	c.startWorker("worker-2")
@@ -452,8 +466,8 @@ func TestFullStopResumesFromCheckpoint(t *testing.T) {
 	w1 := c.startWorker("worker-1")
 	c.startWorker("worker-2")
 	sum := c.waitDone(3 * time.Minute)
-	if sum.Step != 1200 {
-		t.Fatalf("resumed run ended at step %d, want 1200", sum.Step)
+	if sum.Step != 6000 {
+		t.Fatalf("resumed run ended at step %d, want 6000", sum.Step)
 	}
 	<-time.After(200 * time.Millisecond)
 	logb, _ := os.ReadFile(w1.log)
@@ -510,7 +524,7 @@ func TestGracefulLeaveAtStepBoundary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real processes")
 	}
-	c := newCluster(t, "--layers", "784-64-10", "--steps", "2500", "--batch", "64")
+	c := newCluster(t, "--layers", "784-64-10", "--steps", "8000", "--batch", "64")
 	c.startCoordinator("coordinator-1")
 	for i := 1; i <= 3; i++ {
 		c.startWorker("worker-" + strconv.Itoa(i))
