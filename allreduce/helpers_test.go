@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -210,5 +211,36 @@ func waitGeneration(t *testing.T, tr Transport, gen uint64) {
 			t.Fatalf("generation %d never registered on %s", gen, tr.Addr())
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// checkStaleTraffic: rank 1 moves on to generation 2 and closes 1 while
+// rank 0 still talks generation 1; rank 0 must get ErrStaleGeneration naming
+// both generations and rank 1, and generation 2 must not form with it.
+func checkStaleTraffic(t *testing.T, ts []Transport) {
+	t.Helper()
+	old := buildRings(t, ts, seq(2), 1, nil)
+	reg := make(chan error, 1)
+	go func() {
+		cfg := testConfig(t, []string{ts[0].Addr(), ts[1].Addr()}, 2, 1)
+		fast(&cfg)
+		r, err := NewRing(context.Background(), ts[1], cfg)
+		if err == nil {
+			r.Close()
+		}
+		reg <- err
+	}()
+	waitGeneration(t, ts[1], 2)
+	old[1].Close()
+	err := old[0].AllReduce(context.Background(), intData(10, 0))
+	if !errors.Is(err, ErrStaleGeneration) || !strings.Contains(err.Error(), "peer is at generation 2, this side is at generation 1") {
+		t.Errorf("old generation's traffic: %v, want ErrStaleGeneration naming 2 and 1", err)
+	}
+	var pe *PeerError
+	if !errors.As(err, &pe) || pe.Rank != 1 {
+		t.Errorf("error %v does not name rank 1", err)
+	}
+	if err := <-reg; err == nil {
+		t.Errorf("generation 2 with a peer still at 1 succeeded")
 	}
 }

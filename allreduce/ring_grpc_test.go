@@ -186,25 +186,7 @@ func TestStaleGenerationGRPC(t *testing.T) {
 }
 
 func TestStaleTrafficGRPC(t *testing.T) {
-	ts := grpcCluster(t, 2)
-	old := buildRings(t, ts, seq(2), 1, nil)
-	reg := make(chan error, 1)
-	go func() {
-		cfg := testConfig(t, []string{ts[0].Addr(), ts[1].Addr()}, 2, 1)
-		fast(&cfg)
-		r, err := NewRing(context.Background(), ts[1], cfg)
-		if err == nil {
-			r.Close()
-		}
-		reg <- err
-	}()
-	waitGeneration(t, ts[1], 2)
-	old[1].Close()
-	err := old[0].AllReduce(context.Background(), intData(10, 0))
-	if !errors.Is(err, ErrStaleGeneration) || !strings.Contains(err.Error(), "peer is at generation 2, this side is at generation 1") {
-		t.Errorf("old generation's traffic: %v, want ErrStaleGeneration naming 2 and 1", err)
-	}
-	<-reg
+	checkStaleTraffic(t, grpcCluster(t, 2))
 }
 
 func TestPeerNotListeningGRPC(t *testing.T) {

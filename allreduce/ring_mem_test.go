@@ -285,31 +285,7 @@ func TestStaleGenerationMem(t *testing.T) {
 
 func TestStaleTrafficAfterNewGenerationMem(t *testing.T) {
 	_, ts, _ := memCluster(t, 2)
-	old := buildRings(t, ts, seq(2), 1, nil)
-	// Rank 1 moves on to generation 2 and closes 1; rank 0 still talks generation 1.
-	reg := make(chan error, 1)
-	go func() {
-		cfg := testConfig(t, []string{ts[0].Addr(), ts[1].Addr()}, 2, 1)
-		fast(&cfg)
-		r, err := NewRing(context.Background(), ts[1], cfg)
-		if err == nil {
-			r.Close()
-		}
-		reg <- err
-	}()
-	waitGeneration(t, ts[1], 2)
-	old[1].Close()
-	err := old[0].AllReduce(context.Background(), intData(10, 0))
-	if !errors.Is(err, ErrStaleGeneration) || !strings.Contains(err.Error(), "peer is at generation 2, this side is at generation 1") {
-		t.Errorf("old generation's traffic: %v, want ErrStaleGeneration naming 2 and 1", err)
-	}
-	var pe *PeerError
-	if !errors.As(err, &pe) || pe.Rank != 1 {
-		t.Errorf("error %v does not name rank 1", err)
-	}
-	if err := <-reg; err == nil {
-		t.Errorf("generation 2 with a peer still at 1 succeeded")
-	}
+	checkStaleTraffic(t, ts)
 }
 
 func TestWrongRunMem(t *testing.T) {
