@@ -33,6 +33,9 @@ type Metrics struct {
 	// it arrived at the all-reduce; a straggler shows here before the
 	// collective's wait hides it.
 	RankCompute *prometheus.GaugeVec
+	// ranks are RankCompute's gauges of the current generation, resolved
+	// once per generation rather than by label on every step.
+	ranks []prometheus.Gauge
 }
 
 // NewMetrics registers the worker's metrics on a new registry.
@@ -78,9 +81,19 @@ func NewMetrics() *Metrics {
 	}
 }
 
+// resetRanks drops the previous generation's ranks and resolves the gauges
+// of a ring of world ranks.
+func (m *Metrics) resetRanks(world int) {
+	m.RankCompute.Reset()
+	m.ranks = m.ranks[:0]
+	for r := 0; r < world; r++ {
+		m.ranks = append(m.ranks, m.RankCompute.WithLabelValues(strconv.Itoa(r)))
+	}
+}
+
 func (m *Metrics) observeStep(step int64, epoch int, loss float64, compute, comm time.Duration, bytes int, ranks []float32) {
 	for r, v := range ranks {
-		m.RankCompute.WithLabelValues(strconv.Itoa(r)).Set(float64(v))
+		m.ranks[r].Set(float64(v))
 	}
 	m.Step.Set(float64(step))
 	m.Epoch.Set(float64(epoch))

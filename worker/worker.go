@@ -341,7 +341,7 @@ func (w *Worker) runGeneration(ctx context.Context, g coordinator.Generation) er
 	w.metrics.Generation.Set(float64(g.Gen))
 	w.metrics.Members.Set(float64(world))
 	w.metrics.Rank.Set(float64(rank))
-	w.metrics.RankCompute.Reset()
+	w.metrics.resetRanks(world)
 
 	src, err := w.sync(ctx, ring, rank, world)
 	if err != nil {
@@ -396,8 +396,10 @@ func (w *Worker) runGeneration(ctx context.Context, g coordinator.Generation) er
 		step := w.st.Step
 		w.hist.AddLoss(step, loss)
 		w.metrics.observeStep(step, w.st.Epoch(), loss, compute, comm, 4*len(w.buf), w.buf[np+2:])
-		w.logLine(`{"event":"step","gen":` + strconv.FormatUint(g.Gen, 10) + `,"rank":` + strconv.Itoa(rank) +
-			`,"step":` + strconv.FormatInt(step, 10) + `,"loss":` + strconv.FormatFloat(loss, 'g', -1, 64) + `}`)
+		if w.steplog != nil {
+			w.logLine(`{"event":"step","gen":` + strconv.FormatUint(g.Gen, 10) + `,"rank":` + strconv.Itoa(rank) +
+				`,"step":` + strconv.FormatInt(step, 10) + `,"loss":` + strconv.FormatFloat(loss, 'g', -1, 64) + `}`)
+		}
 
 		if hashEvery > 0 && step%hashEvery == 0 {
 			if err := w.checkReplicas(ctx, ring, rank, world, step); err != nil {
