@@ -223,9 +223,10 @@ func follow(ctx context.Context, e *env, run *coordinator.Client, procs *procGro
 // procGroup owns the worker processes: they die with this process
 // (Pdeathsig) and are stopped on return.
 type procGroup struct {
-	mu    sync.Mutex
-	procs []*exec.Cmd
-	alive int
+	mu     sync.Mutex
+	procs  []*exec.Cmd
+	alive  int
+	exited sync.WaitGroup
 }
 
 func (g *procGroup) start(path string, args []string, logPath string) (int, error) {
@@ -243,8 +244,10 @@ func (g *procGroup) start(path string, args []string, logPath string) (int, erro
 	g.mu.Lock()
 	g.procs = append(g.procs, cmd)
 	g.alive++
+	g.exited.Add(1)
 	g.mu.Unlock()
 	go func() {
+		defer g.exited.Done()
 		cmd.Wait()
 		f.Close()
 		g.mu.Lock()
@@ -260,23 +263,28 @@ func (g *procGroup) running() int {
 	return g.alive
 }
 
-// stop sends SIGTERM to every worker, waits up to grace, then kills.
+// stop sends SIGTERM to every worker, waits up to grace, then kills them
+// and waits (bounded) for the kills to be reaped.
 func (g *procGroup) stop(grace time.Duration) {
 	g.mu.Lock()
 	procs := append([]*exec.Cmd(nil), g.procs...)
 	g.mu.Unlock()
+	all := make(chan struct{})
+	go func() { g.exited.Wait(); close(all) }()
 	for _, p := range procs {
 		p.Process.Signal(syscall.SIGTERM)
 	}
-	deadline := time.Now().Add(grace)
-	for g.running() > 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
+	select {
+	case <-all:
+		return
+	case <-time.After(grace):
 	}
 	for _, p := range procs {
 		p.Process.Kill()
 	}
-	for g.running() > 0 {
-		time.Sleep(5 * time.Millisecond)
+	select {
+	case <-all:
+	case <-time.After(5 * time.Second): // a killed process is reaped at once; never wait forever
 	}
 }
 
