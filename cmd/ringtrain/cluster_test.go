@@ -369,7 +369,7 @@ func TestRejoinFailoverAndEtcdPause(t *testing.T) {
 	if n1-n0 < 20 {
 		t.Fatalf("with etcd paused worker-1 applied %d steps in 2s, want training to go on", n1-n0)
 	}
-	if g := c.generation(); g.Gen != g0.Gen && len(g.Members) != 3 {
+	if g := c.generation(); g.Gen != g0.Gen {
 		t.Fatalf("etcd pause changed the ring: %v -> %v", g0, g)
 	}
 	t.Logf("etcd paused 2s at step %d: worker-1 applied %d steps meanwhile", before.Step, n1-n0)
