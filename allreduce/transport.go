@@ -78,7 +78,9 @@ type Link interface {
 	// Flush waits until the transport no longer reads any payload passed to
 	// Send, bounded by ctx (after which the link is dead). Even then it
 	// returns only when no payload is read any more, or after a short grace
-	// when the stream has died.
+	// when the stream has died. It returns nil when every payload was
+	// written, even if the stream ended afterwards: that failure belongs to
+	// the next Send.
 	Flush(ctx context.Context) error
 	// Close ends the stream; the peer's Handler sees StreamEnded. Idempotent.
 	Close() error

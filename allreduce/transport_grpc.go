@@ -516,6 +516,7 @@ func (l *grpcLink) Send(ctx context.Context, m *Message) error {
 // up: wait a little for that, then give up (nothing writes them any more).
 func (l *grpcLink) Flush(ctx context.Context) error {
 	var grace <-chan time.Time
+	timedOut := false
 	for taken := 0; taken < maxInflight; {
 		select {
 		case l.inflight <- struct{}{}:
@@ -528,6 +529,7 @@ func (l *grpcLink) Flush(ctx context.Context) error {
 			taken++
 		case <-ctx.Done():
 			l.fail(context.Cause(ctx))
+			timedOut = true
 			ctx = context.Background() // the stream is dead: wait for its cleanup
 		case <-l.done:
 			if grace == nil {
@@ -542,7 +544,13 @@ func (l *grpcLink) Flush(ctx context.Context) error {
 	for range maxInflight {
 		<-l.inflight
 	}
-	return l.failure()
+	if timedOut {
+		return l.failure()
+	}
+	// Every payload was written. A peer that ended the stream after
+	// receiving them (it finished the collective and closed its ring first)
+	// is no failure of this collective; the next Send reports it.
+	return nil
 }
 
 // releasePool is the mem.BufferPool of zero-copy payloads: gRPC "returns"
