@@ -54,6 +54,7 @@ for r in $(seq "$ROUNDS"); do
     for w in $WORKERS; do
       run ours-ar-$w "$BIN" bench allreduce --workers "$w" --sizes-mib "$SIZES"
       run ref-ar-$w $PY "$BENCH/torch_allreduce.py" --workers "$w" --sizes-mib "$SIZES"
+      run wire-ar-$w "$BIN" bench wire --workers "$w" --sizes-mib "$SIZES"
     done
     if command -v iperf3 >/dev/null; then
       run tcp bash "$BENCH/iperf_loopback.sh"
@@ -85,16 +86,25 @@ for name in sorted(os.listdir(d)):
     if not name.startswith("ours-ar-"):
         continue
     w = name.rsplit("-", 1)[1]
-    ours, ref = {}, {}
+    ours, ref, wire = {}, {}, {}
     for r in load(name):
         ours.setdefault(r["mib"], []).append(r["busbw_GBps"])
     for r in load("ref-ar-" + w):
         ref.setdefault(r["mib"], []).append(r["busbw_GBps"])
+    for r in load("wire-ar-" + w):
+        wire.setdefault(r["mib"], []).append(r["busbw_GBps"])
     for mib in sorted(ours):
         o = statistics.median(ours[mib])
         g = statistics.median(ref.get(mib, [float("nan")]))
         row = {"compare": "allreduce", "workers": int(w), "mib": mib, "ringtrain_busbw_GBps": o,
                "gloo_busbw_GBps": g, "ratio_vs_gloo": round(o / g, 2) if g == g and g > 0 else None}
+        if mib in wire:
+            # The wire ceiling: the same ring moving the same bytes over bare
+            # TCP. 1.5x gloo above it cannot be reached by any TCP ring here.
+            c = statistics.median(wire[mib])
+            row["wire_busbw_GBps"] = c
+            row["fraction_of_wire"] = round(o / c, 2)
+            row["gloo_fraction_of_wire"] = round(g / c, 2) if g == g else None
         if tcpbest:
             row["tcp_GBps"] = tcpbest
             row["fraction_of_tcp"] = round(o / tcpbest, 2)

@@ -24,13 +24,13 @@ import (
 )
 
 func init() {
-	register("bench", "benchmarks: `bench train` (the reference MLP) and `bench allreduce` (the ring)", runBench)
+	register("bench", "benchmarks: `bench train` (the reference MLP), `bench allreduce` (the ring) and `bench wire` (its TCP ceiling)", runBench)
 	register("bench-rank", "one rank of a benchmark (internal: started by `ringtrain bench`)", runBenchRank)
 }
 
 // benchJob is what the parent hands every rank process on stdin.
 type benchJob struct {
-	Kind    string   `json:"kind"` // train or allreduce
+	Kind    string   `json:"kind"` // train, allreduce or wire
 	Rank    int      `json:"rank"`
 	Members []string `json:"members"`
 
@@ -46,18 +46,20 @@ type benchJob struct {
 }
 
 func runBench(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 || (args[0] != "train" && args[0] != "allreduce") {
+	if len(args) == 0 || (args[0] != "train" && args[0] != "allreduce" && args[0] != "wire") {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			fmt.Fprintln(e.stdout, "Usage: ringtrain bench train|allreduce [flags]")
+			fmt.Fprintln(e.stdout, "Usage: ringtrain bench train|allreduce|wire [flags]")
 			return nil
 		}
-		return &train.UsageError{Msg: "bench needs a kind: `ringtrain bench train` or `ringtrain bench allreduce`"}
+		return &train.UsageError{Msg: "bench needs a kind: `ringtrain bench train`, `ringtrain bench allreduce` or `ringtrain bench wire`"}
 	}
 	kind := args[0]
 	e.name += " " + kind
 	fs := e.newFlagSet(map[string]string{
 		"train":     "Times data-parallel training of a ReLU MLP on fixed random MNIST-shaped data (the fields of torch_ddp_mlp.py).",
 		"allreduce": "Times the ring all-reduce between real processes on loopback (the fields of torch_allreduce.py).",
+		"wire": "Times the all-reduce's ceiling: the same processes in a ring stream the bytes each rank sends in a ring\n" +
+			"all-reduce, 2(N-1)/N of each size, over bare TCP on loopback (no gRPC, no arithmetic), same fields.",
 	}[kind])
 	job := benchJob{Kind: kind}
 	workers := fs.Int("workers", 2, "rank processes (train: 1 runs in this process)")
@@ -75,6 +77,9 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		fs.IntVar(&job.Warmup, "warmup", 3, "untimed all-reduces first")
 		if err := parse(fs, args[1:]); err != nil {
 			return err
+		}
+		if kind == "wire" && *workers < 2 {
+			return &train.UsageError{Msg: fmt.Sprintf("--workers %d: a ring needs at least 2; use --workers 2", *workers)}
 		}
 		for _, s := range strings.Split(*sizes, ",") {
 			v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
@@ -140,8 +145,9 @@ func benchProcs(ctx context.Context, e *env, job benchJob, n int) error {
 	}()
 	members := make([]string, n)
 	for i := range ps {
-		cmd := exec.CommandContext(ctx, self, "bench-rank")
+		cmd := exec.CommandContext(ctx, self, "bench-rank", "--kind", job.Kind)
 		cmd.Stderr = e.stderr
+		cmd.Env = rankEnv(n)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		in, err := cmd.StdinPipe()
 		if err != nil {
@@ -183,16 +189,33 @@ func benchProcs(ctx context.Context, e *env, job benchJob, n int) error {
 	return errors.Join(errs...)
 }
 
+// rankEnv is the environment of one of n rank processes on this machine.
+// With more ranks than cores, each Go runtime gets its share of the cores
+// (GOMAXPROCS, unless already set): idle Ps spinning for work in one rank
+// only take the core from another. 4 ranks on 2 cores moved about 20% more
+// bytes per second so; with a core or more per rank it changed nothing.
+func rankEnv(n int) []string {
+	env := os.Environ()
+	if _, set := os.LookupEnv("GOMAXPROCS"); !set && n > runtime.NumCPU() {
+		env = append(env, "GOMAXPROCS="+strconv.Itoa(max(1, runtime.NumCPU()/n)))
+	}
+	return env
+}
+
 // runBenchRank is one rank: it listens, prints its address, reads the job
 // from stdin, runs it and (rank 0) prints the results.
 func runBenchRank(ctx context.Context, e *env, args []string) error {
 	fs := e.newFlagSet("One rank of a benchmark: prints its address, reads the job as JSON on stdin.")
+	kind := fs.String("kind", "allreduce", "train, allreduce or wire (wire listens on bare TCP, the others serve gRPC)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
+	}
+	if *kind == "wire" {
+		return benchWire(ctx, e, lis)
 	}
 	tr, err := allreduce.NewGRPCTransport(lis)
 	if err != nil {
@@ -371,6 +394,31 @@ func benchAllReduce(ctx context.Context, job benchJob, ring *allreduce.Ring, enc
 			System: "ringtrain-allreduce", Workers: world, MiB: mib, MsMedian: roundTo(med*1000, 3),
 			AlgBW: roundTo(algbw, 3), BusBW: roundTo(algbw*2*float64(world-1)/float64(world), 3), Correct: ok,
 		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// benchWire is one rank of `bench wire`: the ring over bare TCP.
+func benchWire(ctx context.Context, e *env, lis net.Listener) error {
+	defer lis.Close()
+	fmt.Fprintln(e.stdout, lis.Addr().String())
+	var job benchJob
+	if err := json.NewDecoder(os.Stdin).Decode(&job); err != nil {
+		return fmt.Errorf("bench-rank: read job: %w", err)
+	}
+	res, err := allreduce.WireBench(ctx, allreduce.WireConfig{Listener: lis, Members: job.Members, Rank: job.Rank,
+		SizesMiB: job.SizesMiB, Warmup: job.Warmup, Iters: job.Iters})
+	if err != nil {
+		return err
+	}
+	if job.Rank != 0 {
+		return nil
+	}
+	enc := json.NewEncoder(e.stdout)
+	for _, r := range res {
+		if err := enc.Encode(r); err != nil {
 			return err
 		}
 	}

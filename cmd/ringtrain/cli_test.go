@@ -51,6 +51,8 @@ func TestUsageErrorsExit2WithOneClearLine(t *testing.T) {
 		{[]string{"worker"}, []string{"--etcd"}},
 		{[]string{"eval"}, []string{"--checkpoint"}},
 		{[]string{"bench", "train", "--workers", "3", "--global-batch", "256"}, []string{"--global-batch", "256", "--workers", "3"}},
+		{[]string{"bench", "wire", "--workers", "1"}, []string{"--workers", "1", "at least 2"}},
+		{[]string{"bench", "allreduce", "--sizes-mib", "4,x"}, []string{"--sizes-mib", "x"}},
 	} {
 		code, _, errs := runCLI(tc.args...)
 		if code != 2 {
