@@ -350,7 +350,19 @@ func (t *GRPCTransport) Connect(ctx context.Context, addr string, hello Hello) (
 	if t.isClosed() {
 		return nil, ErrClosed
 	}
-	conn, err := grpc.NewClient(addr, t.dialOpts...)
+	// The channel writes unbuffered into a gatherConn, which sends pinned
+	// payloads in place (see gatherConn).
+	gathers := new(gatherSet)
+	opts := append(append([]grpc.DialOption(nil), t.dialOpts...), grpc.WithWriteBufferSize(0),
+		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) {
+			var d net.Dialer
+			c, err := d.DialContext(ctx, "tcp", a)
+			if err != nil {
+				return nil, err
+			}
+			return gathers.wrap(c), nil
+		}))
+	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("allreduce: dial %s: %w", addr, err)
 	}
@@ -390,7 +402,8 @@ func (t *GRPCTransport) Connect(ctx context.Context, addr string, hello Hello) (
 	}
 	l := &grpcLink{t: t, addr: addr, hello: hello, conn: conn, stream: stream, cancel: cancel, done: make(chan struct{})}
 	l.inflight = make(chan struct{}, maxInflight)
-	l.out.release = releasePool{l.inflight}
+	l.gathers = gathers
+	l.out.release = releasePool{inflight: l.inflight, unpin: gathers.unpin}
 	l.out.hdr.RunId, l.out.hdr.Generation, l.out.hdr.ToRank = hello.Key.RunID, hello.Key.Generation, uint32(hello.To)
 	t.mu.Lock()
 	if t.closed {
@@ -418,6 +431,7 @@ type grpcLink struct {
 	sendMu   sync.Mutex
 	out      outChunk      // reused by Send, under sendMu
 	inflight chan struct{} // one token per zero-copy payload gRPC still holds
+	gathers  *gatherSet    // the channel's connections, which pin payloads
 
 	errMu sync.Mutex
 	err   error // first failure; every later Send returns it
@@ -495,9 +509,18 @@ func (l *grpcLink) Send(ctx context.Context, m *Message) error {
 			return l.failure()
 		}
 	}
+	if o.zeroCopy() {
+		l.gathers.pin(o.payload)
+	}
 	stop := context.AfterFunc(ctx, func() { l.fail(context.Cause(ctx)) })
 	err := l.stream.SendMsg(o)
-	if !stop() {
+	stopped := stop()
+	if (err != nil || !stopped) && o.zeroCopy() {
+		// The stream is failing: gRPC may never write (or free) the payload.
+		// Whatever it still writes of it is copied from now on.
+		l.gathers.unpin(o.payload)
+	}
+	if !stopped {
 		return l.failure()
 	}
 	if err != nil {
@@ -554,15 +577,22 @@ func (l *grpcLink) Flush(ctx context.Context) error {
 }
 
 // releasePool is the mem.BufferPool of zero-copy payloads: gRPC "returns"
-// the caller's memory to it once written, which frees an in-flight slot.
-type releasePool struct{ inflight chan struct{} }
+// the caller's memory to it once written, which unpins it (writing out what
+// the connection still holds of it) and frees an in-flight slot.
+type releasePool struct {
+	inflight chan struct{}
+	unpin    func([]byte)
+}
 
 func (p releasePool) Get(n int) *[]byte {
 	b := make([]byte, n)
 	return &b
 }
 
-func (p releasePool) Put(*[]byte) {
+func (p releasePool) Put(b *[]byte) {
+	if p.unpin != nil {
+		p.unpin(*b)
+	}
 	select {
 	case <-p.inflight:
 	default:

@@ -1,5 +1,0 @@
-//go:build race
-
-package allreduce
-
-const raceEnabled = true
