@@ -2,6 +2,7 @@ package allreduce
 
 import (
 	"net"
+	"slices"
 	"sync"
 	"time"
 	"unsafe"
@@ -35,14 +36,17 @@ type gatherConn struct {
 	held      int    // bytes in iov
 	refs      int    // pieces in iov referenced in place
 	remaining int    // payload bytes still to come in the current DATA frame
-	pins      []pinned
-	err       error // sticky write error
+	err       error  // sticky write error
 	watchdog  *time.Timer
 	armed     bool
 	closed    bool
-}
 
-type pinned struct{ lo, hi uintptr }
+	// pins are the payloads Write may reference in place. They have their
+	// own lock, taken after mu, so that pinning (by the sender) never waits
+	// for a write stuck on a dead peer. A pin keeps its memory alive.
+	pinMu sync.Mutex
+	pins  [][]byte
+}
 
 const (
 	gatherCopyMax  = 4 << 10              // pieces up to this size are copied
@@ -112,11 +116,17 @@ func (g *gatherConn) hold(p []byte, copyIt bool) {
 	g.held += len(p)
 }
 
+func addrRange(b []byte) (lo, hi uintptr) {
+	lo = uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	return lo, lo + uintptr(len(b))
+}
+
 func (g *gatherConn) isPinned(p []byte) bool {
-	lo := uintptr(unsafe.Pointer(unsafe.SliceData(p)))
-	hi := lo + uintptr(len(p))
-	for _, r := range g.pins {
-		if lo >= r.lo && hi <= r.hi {
+	lo, hi := addrRange(p)
+	g.pinMu.Lock()
+	defer g.pinMu.Unlock()
+	for _, b := range g.pins {
+		if blo, bhi := addrRange(b); lo >= blo && hi <= bhi {
 			return true
 		}
 	}
@@ -177,31 +187,35 @@ func (g *gatherConn) drop() {
 	}
 }
 
-// pin lets Write reference b in place until unpin.
+// pin lets Write reference b in place until unpin(b).
 func (g *gatherConn) pin(b []byte) {
 	if len(b) == 0 {
 		return
 	}
-	lo := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
-	g.mu.Lock()
-	g.pins = append(g.pins, pinned{lo, lo + uintptr(len(b))})
-	g.mu.Unlock()
+	g.pinMu.Lock()
+	g.pins = append(g.pins, b)
+	g.pinMu.Unlock()
 }
 
 // unpin writes out whatever is held (it may reference b), then forgets b.
+// It waits for a write in progress: gRPC calls it when it is done with b
+// (on its writer goroutine, or when closing the transport, after it has
+// bounded the connection's writes with a deadline).
 func (g *gatherConn) unpin(b []byte) {
 	if len(b) == 0 {
 		return
 	}
-	lo := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	lo, _ := addrRange(b)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.refs > 0 {
 		g.flushLocked()
 	}
-	for i, r := range g.pins {
-		if r.lo == lo {
-			g.pins = append(g.pins[:i], g.pins[i+1:]...)
+	g.pinMu.Lock()
+	defer g.pinMu.Unlock()
+	for i, p := range g.pins {
+		if plo, _ := addrRange(p); plo == lo && len(p) == len(b) {
+			g.pins = slices.Delete(g.pins, i, i+1)
 			break
 		}
 	}
@@ -215,6 +229,9 @@ func (g *gatherConn) Close() error {
 	g.closed = true
 	g.drop()
 	g.mu.Unlock()
+	g.pinMu.Lock()
+	g.pins = nil
+	g.pinMu.Unlock()
 	return err
 }
 
@@ -228,8 +245,8 @@ type gatherSet struct {
 }
 
 type pinnedOn struct {
-	lo uintptr
-	g  *gatherConn
+	b []byte
+	g *gatherConn
 }
 
 func (s *gatherSet) wrap(c net.Conn) net.Conn {
@@ -248,20 +265,20 @@ func (s *gatherSet) pin(b []byte) {
 		return // not yet connected: the bytes are copied
 	}
 	s.cur.pin(b)
-	s.pinned = append(s.pinned, pinnedOn{uintptr(unsafe.Pointer(unsafe.SliceData(b))), s.cur})
+	s.pinned = append(s.pinned, pinnedOn{b, s.cur})
 }
 
 func (s *gatherSet) unpin(b []byte) {
 	if len(b) == 0 {
 		return
 	}
-	lo := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	lo, _ := addrRange(b)
 	s.mu.Lock()
 	var g *gatherConn
 	for i, p := range s.pinned {
-		if p.lo == lo {
+		if plo, _ := addrRange(p.b); plo == lo && len(p.b) == len(b) {
 			g = p.g
-			s.pinned = append(s.pinned[:i], s.pinned[i+1:]...)
+			s.pinned = slices.Delete(s.pinned, i, i+1)
 			break
 		}
 	}

@@ -155,8 +155,8 @@ func TestGatherConnFlushesWhenIdle(t *testing.T) {
 	}
 }
 
-// A write blocked on a peer that stopped reading returns once the
-// connection is closed: a dead neighbour cannot hang the sender.
+// A write blocked on a peer that stopped reading neither blocks pinning nor
+// outlives Close: a dead neighbour cannot hang the sender.
 func TestGatherConnCloseUnblocksAWrite(t *testing.T) {
 	client, _ := tcpPair(t) // the server end never reads
 	g := newGatherConn(client)
@@ -177,6 +177,17 @@ func TestGatherConnCloseUnblocksAWrite(t *testing.T) {
 		}
 	}()
 	time.Sleep(200 * time.Millisecond) // the socket buffers fill up
+	// The sender can still pin its next payload: it never waits for a write.
+	pinned := make(chan struct{})
+	go func() {
+		g.pin(make([]byte, 1<<20))
+		close(pinned)
+	}()
+	select {
+	case <-pinned:
+	case <-time.After(2 * time.Second):
+		t.Fatal("pin waited for a blocked write")
+	}
 	g.Close()
 	select {
 	case err := <-done:

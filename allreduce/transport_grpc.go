@@ -514,13 +514,10 @@ func (l *grpcLink) Send(ctx context.Context, m *Message) error {
 	}
 	stop := context.AfterFunc(ctx, func() { l.fail(context.Cause(ctx)) })
 	err := l.stream.SendMsg(o)
-	stopped := stop()
-	if (err != nil || !stopped) && o.zeroCopy() {
-		// The stream is failing: gRPC may never write (or free) the payload.
-		// Whatever it still writes of it is copied from now on.
-		l.gathers.unpin(o.payload)
-	}
-	if !stopped {
+	// A failing stream may leave the payload pinned (gRPC never frees it):
+	// harmless, as nothing more is sent on this link; unpinning here could
+	// wait for a write stuck on a dead peer.
+	if !stop() {
 		return l.failure()
 	}
 	if err != nil {
