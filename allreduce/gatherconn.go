@@ -287,3 +287,13 @@ func (s *gatherSet) unpin(b []byte) {
 		g.unpin(b)
 	}
 }
+
+// close closes the current connection (gRPC then sees it fail).
+func (s *gatherSet) close() {
+	s.mu.Lock()
+	g := s.cur
+	s.mu.Unlock()
+	if g != nil {
+		g.Close()
+	}
+}

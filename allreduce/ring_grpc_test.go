@@ -251,3 +251,129 @@ func TestHealthAndCallerOwnedServer(t *testing.T) {
 }
 
 func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
+
+// freezeProxy forwards TCP to target until frozen; then it stops reading in
+// both directions, as a partitioned link does: the sender's socket buffer
+// fills and its writes block in the kernel.
+type freezeProxy struct {
+	lis    net.Listener
+	frozen chan struct{}
+	once   sync.Once
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	conns  []net.Conn
+}
+
+func newFreezeProxy(t *testing.T, target string) *freezeProxy {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &freezeProxy{lis: lis, frozen: make(chan struct{})}
+	p.wg.Go(func() {
+		for {
+			in, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, in, out)
+			p.mu.Unlock()
+			p.wg.Go(func() { p.pipe(out, in) })
+			p.wg.Go(func() { p.pipe(in, out) })
+		}
+	})
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *freezeProxy) pipe(dst, src net.Conn) {
+	buf := make([]byte, 64<<10)
+	for {
+		select {
+		case <-p.frozen:
+			return // stop reading; the connections stay open until close
+		default:
+		}
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (p *freezeProxy) freeze() { p.once.Do(func() { close(p.frozen) }) }
+
+func (p *freezeProxy) close() {
+	p.freeze()
+	p.lis.Close()
+	p.mu.Lock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+}
+
+// A link that stops carrying bytes mid-collective (partition, or a peer
+// process frozen by SIGSTOP or docker pause) fails every rank within the
+// bound although the sender's writes are stuck in the kernel, the rings
+// close, and the ranks build the next generation.
+func TestPartitionedLinkGRPC(t *testing.T) {
+	ts := grpcCluster(t, 3)
+	proxy := newFreezeProxy(t, ts[1].Addr())
+	// Rank 0 reaches rank 1 through the proxy; everyone else directly.
+	addrs := []string{ts[0].Addr(), proxy.lis.Addr().String(), ts[2].Addr()}
+	rings := make([]*Ring, 3)
+	errs := onAll(rings, func(i int, _ *Ring) error {
+		cfg := testConfig(t, addrs, 1, i)
+		cfg.ChunkBytes = DefaultChunkBytes
+		fast(&cfg)
+		var err error
+		rings[i], err = NewRing(context.Background(), ts[i], cfg)
+		return err
+	})
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	checkAllReduce(t, rings, 1000)
+	var frozenAt atomic.Int64
+	time.AfterFunc(30*time.Millisecond, func() {
+		frozenAt.Store(time.Now().UnixNano())
+		proxy.freeze()
+	})
+	errs = onAll(rings, func(i int, r *Ring) error {
+		for range 100 { // 64 MiB each: enough to fill every socket buffer
+			if err := r.AllReduce(context.Background(), make([]float32, 16<<20)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	expectPeerErrors(t, errs, []int{0, 1, 2}, time.Since(time.Unix(0, frozenAt.Load())))
+	closed := make(chan struct{})
+	go func() {
+		for _, r := range rings {
+			r.Close()
+		}
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(2 * time.Second):
+		t.Fatal("rings still closing 2 s after the partition")
+	}
+	next := buildRings(t, ts, seq(3), 2, nil)
+	checkAllReduce(t, next, 100003)
+}

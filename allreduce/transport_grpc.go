@@ -612,6 +612,7 @@ func (dirtyPool) Put(b *[]byte) { putPayload(*b) }
 // stream is healthy and idle, then ends it. Idempotent.
 func (l *grpcLink) Close() error {
 	l.closeOnce.Do(func() {
+		clean := false // the peer saw our goodbye and ended the stream
 		if l.sendMu.TryLock() {
 			if l.failure() == nil {
 				cur := l.t.reg.current()
@@ -624,15 +625,22 @@ func (l *grpcLink) Close() error {
 					_ = l.stream.CloseSend()
 					select {
 					case <-l.done:
+						clean = true
 					case <-time.After(closeGrace):
 					}
 				}
-				timer.Stop()
+				clean = timer.Stop() && clean
 			}
 			l.sendMu.Unlock()
 		}
 		l.fail(fmt.Errorf("%w: stream closed", ErrClosed))
 		<-l.done
+		if !clean {
+			// gRPC's writer may be stuck on a peer that stopped reading, and
+			// the channel's Close would wait 5 s for it to say goodbye:
+			// close the socket first.
+			l.gathers.close()
+		}
 		l.conn.Close()
 		l.t.mu.Lock()
 		delete(l.t.links, l)
