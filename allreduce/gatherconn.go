@@ -16,8 +16,9 @@ import (
 // (headers, the protobuf prefix of a chunk) are copied, large pieces that lie
 // in a pinned payload (the sender's own []float32, see grpcLink.Send) are
 // referenced where they are. That removes gRPC's copy of every payload byte
-// into its write buffer: about 10% of the CPU time of a 4-rank ring on 2
-// cores, where the all-reduce then moved roughly 10–15% more bytes per second.
+// into its write buffer, about 10% of the CPU time of a ring on 2 cores; in
+// paired runs there the all-reduce moved 7–16% more bytes per second with 2
+// ranks and about 20% more with 4.
 //
 // The byte stream is never reordered, only delayed, and never for long:
 //   - any write that is not part of a DATA frame flushes what is held first;
