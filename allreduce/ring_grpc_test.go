@@ -362,7 +362,9 @@ func TestPartitionedLinkGRPC(t *testing.T) {
 		}
 		return nil
 	})
-	expectPeerErrors(t, errs, []int{0, 1, 2}, time.Since(time.Unix(0, frozenAt.Load())))
+	elapsed := time.Since(time.Unix(0, frozenAt.Load()))
+	t.Logf("every rank failed %v after the freeze", elapsed.Round(time.Millisecond))
+	expectPeerErrors(t, errs, []int{0, 1, 2}, elapsed)
 	closed := make(chan struct{})
 	go func() {
 		for _, r := range rings {
