@@ -55,16 +55,7 @@ type BenchResult struct {
 // buffer filled with rank+1, each after a Barrier; it checks that every
 // element equals N(N+1)/2 on every rank.
 func BenchWorker(ctx context.Context, cfg BenchConfig) (_ []BenchResult, err error) {
-	if len(cfg.SizesMiB) == 0 {
-		cfg.SizesMiB = []float64{1, 4, 16, 64}
-	}
-	if cfg.Warmup == 0 {
-		cfg.Warmup = 3
-	}
-	cfg.Warmup = max(cfg.Warmup, 0)
-	if cfg.Iters <= 0 {
-		cfg.Iters = 20
-	}
+	cfg.SizesMiB, cfg.Warmup, cfg.Iters = benchPlan(cfg.SizesMiB, cfg.Warmup, cfg.Iters)
 	if cfg.RunID == "" {
 		cfg.RunID = "bench"
 	}
@@ -140,25 +131,46 @@ func BenchWorker(ctx context.Context, cfg BenchConfig) (_ []BenchResult, err err
 		if err := ring.AllReduce(ctx, verdict); err != nil {
 			return results, err
 		}
-		slices.Sort(times)
-		med := times[len(times)/2]
-		if len(times)%2 == 0 {
-			med = (times[len(times)/2-1] + times[len(times)/2]) / 2
-		}
-		algbw := float64(elems*4) / med / 1e9
-		results = append(results, BenchResult{
-			System: "ringtrain-allreduce", Workers: n, MiB: mib,
-			MsMedian:  round3(med * 1000),
-			AlgBWGBps: round3(algbw),
-			BusBWGBps: round3(algbw * 2 * float64(n-1) / float64(n)),
-			Correct:   verdict[0] == float32(n),
-		})
+		results = append(results, busResult("ringtrain-allreduce", n, mib, int64(elems*4), times, verdict[0] == float32(n)))
 	}
 	// Leave together, so that nobody's Close fails a peer's last collective.
 	if err := ring.Barrier(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return results, err
 	}
 	return results, nil
+}
+
+// benchPlan fills in the defaults of both benchmarks: sizes 1, 4, 16 and
+// 64 MiB; warmup 3 (negative: none); 20 timed iterations.
+func benchPlan(sizes []float64, warmup, iters int) ([]float64, int, int) {
+	if len(sizes) == 0 {
+		sizes = []float64{1, 4, 16, 64}
+	}
+	if warmup == 0 {
+		warmup = 3
+	}
+	if iters <= 0 {
+		iters = 20
+	}
+	return sizes, max(warmup, 0), iters
+}
+
+// busResult is one size's figures from its timed iterations (seconds): the
+// median, algorithm bandwidth bytes/median and bus bandwidth algbw·2(N−1)/N.
+func busResult(system string, n int, mib float64, bytes int64, times []float64, correct bool) BenchResult {
+	slices.Sort(times)
+	med := times[len(times)/2]
+	if len(times)%2 == 0 {
+		med = (times[len(times)/2-1] + times[len(times)/2]) / 2
+	}
+	algbw := float64(bytes) / med / 1e9
+	return BenchResult{
+		System: system, Workers: n, MiB: mib,
+		MsMedian:  round3(med * 1000),
+		AlgBWGBps: round3(algbw),
+		BusBWGBps: round3(algbw * 2 * float64(n-1) / float64(n)),
+		Correct:   correct,
+	}
 }
 
 func round3(x float64) float64 {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"slices"
 	"sync"
 	"time"
 )
@@ -56,16 +55,7 @@ func WireBench(ctx context.Context, cfg WireConfig) (_ []BenchResult, err error)
 		return nil, errors.New("allreduce: wire bench: no listener")
 	}
 	defer cfg.Listener.Close()
-	if len(cfg.SizesMiB) == 0 {
-		cfg.SizesMiB = []float64{1, 4, 16, 64}
-	}
-	if cfg.Warmup == 0 {
-		cfg.Warmup = 3
-	}
-	cfg.Warmup = max(cfg.Warmup, 0)
-	if cfg.Iters <= 0 {
-		cfg.Iters = 20
-	}
+	cfg.SizesMiB, cfg.Warmup, cfg.Iters = benchPlan(cfg.SizesMiB, cfg.Warmup, cfg.Iters)
 	if cfg.WriteBytes <= 0 {
 		cfg.WriteBytes = 1 << 20
 	}
@@ -113,18 +103,8 @@ func WireBench(ctx context.Context, cfg WireConfig) (_ []BenchResult, err error)
 				times = append(times, time.Since(start).Seconds())
 			}
 		}
-		slices.Sort(times)
-		med := times[len(times)/2]
-		if len(times)%2 == 0 {
-			med = (times[len(times)/2-1] + times[len(times)/2]) / 2
-		}
-		algbw := float64(size) / med / 1e9
-		results = append(results, BenchResult{
-			System: "tcp-ring-wire", Workers: n, MiB: mib,
-			MsMedian: round3(med * 1000), AlgBWGBps: round3(algbw),
-			BusBWGBps: round3(algbw * 2 * float64(n-1) / float64(n)),
-			Correct:   true, // a wrong byte is an error above
-		})
+		// A wrong byte is an error above.
+		results = append(results, busResult("tcp-ring-wire", n, mib, size, times, true))
 	}
 	return results, nil
 }

@@ -214,8 +214,8 @@ func runBenchRank(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *kind == "wire" {
-		return benchWire(ctx, e, lis)
+	if *kind == "wire" || *kind == "allreduce" {
+		return benchRing(ctx, e, lis, *kind)
 	}
 	tr, err := allreduce.NewGRPCTransport(lis)
 	if err != nil {
@@ -232,21 +232,14 @@ func runBenchRank(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer ring.Close()
-	enc := json.NewEncoder(e.stdout)
-	switch job.Kind {
-	case "train":
-		res, err := benchTrain(ctx, job, ring)
-		if err != nil {
-			return err
-		}
-		if job.Rank == 0 {
-			return enc.Encode(res)
-		}
-		return nil
-	case "allreduce":
-		return benchAllReduce(ctx, job, ring, enc)
+	if job.Kind != "train" {
+		return fmt.Errorf("bench-rank: unknown kind %q", job.Kind)
 	}
-	return fmt.Errorf("bench-rank: unknown kind %q", job.Kind)
+	res, err := benchTrain(ctx, job, ring)
+	if err != nil || job.Rank != 0 {
+		return err
+	}
+	return json.NewEncoder(e.stdout).Encode(res)
 }
 
 type trainResult struct {
@@ -336,85 +329,31 @@ func benchTrain(ctx context.Context, job benchJob, ring *allreduce.Ring) (trainR
 	}, nil
 }
 
-type allreduceResult struct {
-	System    string  `json:"system"`
-	Workers   int     `json:"workers"`
-	MiB       float64 `json:"mib"`
-	MsMedian  float64 `json:"ms_median"`
-	AlgBW     float64 `json:"algbw_GBps"`
-	BusBW     float64 `json:"busbw_GBps"`
-	Correct   bool    `json:"correct"`
-	ChunkSize int     `json:"chunk_bytes,omitempty"`
-}
-
-// benchAllReduce mirrors torch_allreduce.py: per size, warm-up then timed
-// all-reduces each after a barrier; rank 0 reports the median and bus
-// bandwidth, and checks one sum exactly.
-func benchAllReduce(ctx context.Context, job benchJob, ring *allreduce.Ring, enc *json.Encoder) error {
-	world := len(job.Members)
-	for _, mib := range job.SizesMiB {
-		n := int(mib * (1 << 20) / 4)
-		buf := make([]float32, n)
-		for i := range buf {
-			buf[i] = float32(job.Rank + 1)
-		}
-		var times []time.Duration
-		for i := 0; i < job.Warmup+job.Iters; i++ {
-			if err := ring.Barrier(ctx); err != nil {
-				return err
-			}
-			t0 := time.Now()
-			if err := ring.AllReduce(ctx, buf); err != nil {
-				return err
-			}
-			if i >= job.Warmup {
-				times = append(times, time.Since(t0))
-			}
-		}
-		for i := range buf {
-			buf[i] = float32(job.Rank + 1)
-		}
-		if err := ring.AllReduce(ctx, buf); err != nil {
-			return err
-		}
-		want := float32(world * (world + 1) / 2)
-		ok := true
-		for _, v := range buf {
-			if v != want {
-				ok = false
-				break
-			}
-		}
-		if job.Rank != 0 {
-			continue
-		}
-		med := median(times).Seconds()
-		algbw := float64(n*4) / med / 1e9
-		if err := enc.Encode(allreduceResult{
-			System: "ringtrain-allreduce", Workers: world, MiB: mib, MsMedian: roundTo(med*1000, 3),
-			AlgBW: roundTo(algbw, 3), BusBW: roundTo(algbw*2*float64(world-1)/float64(world), 3), Correct: ok,
-		}); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// benchWire is one rank of `bench wire`: the ring over bare TCP.
-func benchWire(ctx context.Context, e *env, lis net.Listener) error {
+// benchRing is one rank of `bench allreduce` (the ring over gRPC) or
+// `bench wire` (the same ring over bare TCP): it prints its address, reads
+// the job and (rank 0) prints one line per size.
+func benchRing(ctx context.Context, e *env, lis net.Listener, kind string) error {
 	defer lis.Close()
 	fmt.Fprintln(e.stdout, lis.Addr().String())
 	var job benchJob
 	if err := json.NewDecoder(os.Stdin).Decode(&job); err != nil {
 		return fmt.Errorf("bench-rank: read job: %w", err)
 	}
-	res, err := allreduce.WireBench(ctx, allreduce.WireConfig{Listener: lis, Members: job.Members, Rank: job.Rank,
-		SizesMiB: job.SizesMiB, Warmup: job.Warmup, Iters: job.Iters})
-	if err != nil {
-		return err
+	warmup := job.Warmup
+	if warmup == 0 {
+		warmup = -1 // none, as asked (zero means the default below)
 	}
-	if job.Rank != 0 {
-		return nil
+	var res []allreduce.BenchResult
+	var err error
+	if kind == "wire" {
+		res, err = allreduce.WireBench(ctx, allreduce.WireConfig{Listener: lis, Members: job.Members, Rank: job.Rank,
+			SizesMiB: job.SizesMiB, Warmup: warmup, Iters: job.Iters})
+	} else {
+		res, err = allreduce.BenchWorker(ctx, allreduce.BenchConfig{Listener: lis, Members: job.Members, Rank: job.Rank,
+			SizesMiB: job.SizesMiB, Warmup: warmup, Iters: job.Iters, PeerTimeout: 30 * time.Second})
+	}
+	if err != nil || job.Rank != 0 {
+		return err
 	}
 	enc := json.NewEncoder(e.stdout)
 	for _, r := range res {
