@@ -85,8 +85,11 @@ func TestBackToBackGRPC(t *testing.T) {
 	}
 }
 
-// crashAfter wraps a Transport: after `after` sends on its links it closes
-// the real transport, as if the process died mid-collective.
+// crashAfter wraps a Transport: at the `after`-th data send on its links it
+// closes the real transport, as if the process died mid-collective; that
+// send and every later one wait for the close and fail, so the victim never
+// finishes the collective (a fast ring could otherwise send everything
+// before the close took effect).
 type crashAfter struct {
 	Transport
 	after int32
@@ -109,7 +112,7 @@ type crashLink struct {
 }
 
 func (l crashLink) Send(ctx context.Context, m *Message) error {
-	if m.Kind == KindData && l.c.sent.Add(1) == l.c.after {
+	if m.Kind == KindData && l.c.sent.Add(1) >= l.c.after {
 		l.c.once.Do(func() {
 			l.c.wg.Add(1)
 			go func() {
@@ -117,6 +120,8 @@ func (l crashLink) Send(ctx context.Context, m *Message) error {
 				l.c.Transport.Close()
 			}()
 		})
+		l.c.wg.Wait()
+		return fmt.Errorf("%w: crashed", ErrClosed)
 	}
 	return l.Link.Send(ctx, m)
 }
