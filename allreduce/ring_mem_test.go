@@ -255,8 +255,7 @@ func TestContextCancelMem(t *testing.T) {
 
 func TestStaleGenerationMem(t *testing.T) {
 	_, ts, addrs := memCluster(t, 2)
-	newer := buildRings(t, ts, seq(2), 3, nil)
-	_ = newer
+	buildRings(t, ts, seq(2), 3, nil)
 	// Same transport, older generation: refused locally.
 	cfg := testConfig(t, addrs, 2, 0)
 	if _, err := NewRing(context.Background(), ts[0], cfg); !errors.Is(err, ErrStaleGeneration) ||

@@ -508,8 +508,6 @@ func (l *grpcLink) Send(ctx context.Context, m *Message) error {
 		case <-l.done:
 			return l.failure()
 		}
-	}
-	if o.zeroCopy() {
 		l.gathers.pin(o.payload)
 	}
 	stop := context.AfterFunc(ctx, func() { l.fail(context.Cause(ctx)) })

@@ -10,19 +10,18 @@ import (
 
 // MemNetwork is an in-memory network of Transports for deterministic tests,
 // with fault injection: Kill (a crashed process: its streams reset), Partition
-// (messages between two endpoints vanish; handshakes hang), Hang and delays (a
-// stuck peer or link), DropNext (lose messages) and OnSend (a hook to inject a
-// fault at an exact point of a collective).
+// (messages between two endpoints vanish; handshakes hang), Hang (a stuck
+// peer), SetDelay (a slow network), DropNext (lose messages) and OnSend (a
+// hook to inject a fault at an exact point of a collective).
 type MemNetwork struct {
-	mu        sync.Mutex
-	eps       map[string]*memTransport
-	links     map[*memLink]struct{}
-	parts     map[[2]string]bool // unordered pairs, sorted
-	delay     time.Duration
-	linkDelay map[[2]string]time.Duration // from → to
-	hung      map[string]bool
-	drops     map[[2]string]int // from → to: data messages left to drop
-	hook      func(from, to string, m *Message)
+	mu    sync.Mutex
+	eps   map[string]*memTransport
+	links map[*memLink]struct{}
+	parts map[[2]string]bool // unordered pairs, sorted
+	delay time.Duration
+	hung  map[string]bool
+	drops map[[2]string]int // from → to: data messages left to drop
+	hook  func(from, to string, m *Message)
 }
 
 // forever stands for "never delivered" in delays.
@@ -31,12 +30,11 @@ const forever = time.Duration(1<<63 - 1)
 // NewMemNetwork returns an empty network.
 func NewMemNetwork() *MemNetwork {
 	return &MemNetwork{
-		eps:       make(map[string]*memTransport),
-		links:     make(map[*memLink]struct{}),
-		parts:     make(map[[2]string]bool),
-		linkDelay: make(map[[2]string]time.Duration),
-		hung:      make(map[string]bool),
-		drops:     make(map[[2]string]int),
+		eps:   make(map[string]*memTransport),
+		links: make(map[*memLink]struct{}),
+		parts: make(map[[2]string]bool),
+		hung:  make(map[string]bool),
+		drops: make(map[[2]string]int),
 	}
 }
 
@@ -88,14 +86,6 @@ func (n *MemNetwork) SetDelay(d time.Duration) {
 	n.delay = d
 }
 
-// SetLinkDelay delays messages from → to by d; the sender blocks meanwhile
-// (bounded by its deadline), like a stuck link.
-func (n *MemNetwork) SetLinkDelay(from, to string, d time.Duration) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.linkDelay[[2]string{from, to}] = d
-}
-
 // DropNext drops the next count data or abort messages from → to.
 func (n *MemNetwork) DropNext(from, to string, count int) {
 	n.mu.Lock()
@@ -117,7 +107,6 @@ func (n *MemNetwork) Heal() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	clear(n.parts)
-	clear(n.linkDelay)
 	clear(n.hung)
 	clear(n.drops)
 	n.delay = 0
@@ -143,9 +132,6 @@ func (n *MemNetwork) route(from, to string, countDrop bool) route {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	r := route{dst: n.eps[to], hook: n.hook, delay: n.delay}
-	if d, ok := n.linkDelay[[2]string{from, to}]; ok {
-		r.delay = d
-	}
 	if n.hung[from] || n.hung[to] {
 		r.delay = forever
 	}

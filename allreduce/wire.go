@@ -62,7 +62,7 @@ func WireBench(ctx context.Context, cfg WireConfig) (_ []BenchResult, err error)
 	if cfg.IOTimeout <= 0 {
 		cfg.IOTimeout = 30 * time.Second
 	}
-	left, right := (cfg.Rank+n-1)%n, (cfg.Rank+1)%n
+	left, right := Left(n, cfg.Rank), Right(n, cfg.Rank)
 
 	out, in, err := wireConnect(ctx, cfg, left, right)
 	if err != nil {
