@@ -151,34 +151,36 @@ func (c *Coordinator) Run(ctx context.Context) error {
 // putSpec stores the configured spec unless one exists, retrying until etcd
 // answers, and returns the run's spec.
 func (c *Coordinator) putSpec(ctx context.Context, client *Client) (RunSpec, error) {
-	bo := backoff{min: 100 * time.Millisecond, max: 2 * time.Second}
-	for {
-		spec, err := client.PutSpecIfAbsent(ctx, c.cfg.Spec)
-		if err == nil {
-			if !reflect.DeepEqual(spec, c.cfg.Spec) {
-				c.log.Warn("the run already has a different spec; using the stored one (start a new --run to change it)",
-					zap.String("stored", Marshal(spec)))
-			}
-			return spec, nil
-		}
-		c.log.Warn("cannot write the run spec; retrying", zap.Error(err))
-		if !bo.wait(ctx) {
-			return RunSpec{}, fmt.Errorf("coordinator: write the run spec: %w", ctx.Err())
-		}
+	spec, err := retry(ctx, c.log, "write the run spec", func() (RunSpec, error) {
+		return client.PutSpecIfAbsent(ctx, c.cfg.Spec)
+	})
+	if err == nil && !reflect.DeepEqual(spec, c.cfg.Spec) {
+		c.log.Warn("the run already has a different spec; using the stored one (start a new --run to change it)",
+			zap.String("stored", Marshal(spec)))
 	}
+	return spec, err
 }
 
 func (c *Coordinator) registerSelf(ctx context.Context, client *Client, g *Gossip) (*Registration, error) {
 	info := CoordinatorInfo{ID: c.cfg.ID, Gossip: g.Addr(), HTTP: c.Status().HTTPAddr, Started: time.Now()}
+	return retry(ctx, c.log, "register", func() (*Registration, error) {
+		return client.RegisterCoordinator(ctx, info, c.cfg.LeaseTTL)
+	})
+}
+
+// retry calls f until it succeeds, logging each failure and backing off, or
+// until ctx ends.
+func retry[T any](ctx context.Context, log *zap.Logger, what string, f func() (T, error)) (T, error) {
 	bo := backoff{min: 100 * time.Millisecond, max: 2 * time.Second}
 	for {
-		reg, err := client.RegisterCoordinator(ctx, info, c.cfg.LeaseTTL)
+		v, err := f()
 		if err == nil {
-			return reg, nil
+			return v, nil
 		}
-		c.log.Warn("cannot register; retrying", zap.Error(err))
+		log.Warn("cannot "+what+"; retrying", zap.Error(err))
 		if !bo.wait(ctx) {
-			return nil, fmt.Errorf("coordinator: register: %w", ctx.Err())
+			var zero T
+			return zero, fmt.Errorf("coordinator: %s: %w", what, ctx.Err())
 		}
 	}
 }
@@ -233,7 +235,7 @@ func (c *Coordinator) serve(ctx context.Context, hs *health.Server, client *Clie
 				return true, c.cfg.ID
 			}
 			return false, ""
-		}, c.log.Named("dashboard"))
+		}, c.log) // NewDashboard names it
 		mux.Handle("/", d.Handler(NewMetrics()))
 		dctx, dcancel := context.WithCancel(ctx)
 		ddone := make(chan struct{})
@@ -316,16 +318,15 @@ func (l *loop) run(ctx context.Context) error {
 			}
 			done = nil // ctx ended; the ctx case returns
 		case in := <-l.inputs:
+			snap, isSnap := in.(WorkersSnapshot)
 			if up, ok := in.(WorkerUp); ok {
 				l.maybeJoin(up.Info)
 			}
-			if snap, ok := in.(WorkersSnapshot); ok {
-				for _, w := range snap.Workers {
-					l.maybeJoin(w)
-				}
+			for _, w := range snap.Workers {
+				l.maybeJoin(w)
 			}
 			l.step(ctx, in)
-			if _, ok := in.(WorkersSnapshot); ok && !l.synced {
+			if isSnap && !l.synced {
 				l.synced = true
 				if l.waiting != nil {
 					t := l.waiting
@@ -547,7 +548,7 @@ func (l *loop) campaign(ctx context.Context) {
 		case <-t.Done():
 		case <-ctx.Done():
 		}
-		rctx, cancel := context.WithTimeout(context.Background(), l.client.timeout)
+		rctx, cancel := l.client.bounded(context.Background())
 		t.Resign(rctx) //nolint:errcheck // bounded; the lease expires otherwise
 		cancel()
 	}

@@ -95,11 +95,18 @@ func register(t *testing.T, c *Client, id string, ttl time.Duration) *Registrati
 	return r
 }
 
-func TestCoordinatorFailover(t *testing.T) {
+// startRun starts an etcd and returns a client of run on it and a watcher
+// of run's generations.
+func startRun(t *testing.T, run string) (*Etcd, *Client, *genWatcher) {
+	t.Helper()
 	e := startEtcd(t)
-	run := "failover"
 	cl := newTestClient(t, e, run)
-	gens := watchGens(t, cl)
+	return e, cl, watchGens(t, cl)
+}
+
+func TestCoordinatorFailover(t *testing.T) {
+	run := "failover"
+	e, cl, gens := startRun(t, run)
 
 	c1, stop1 := runCoordinator(t, TestConfig(e.Endpoints(), run, "c1"))
 	waitFor(t, 10*time.Second, "c1 leads", c1.IsLeader)
@@ -151,10 +158,8 @@ func TestCoordinatorFailover(t *testing.T) {
 // TestCoordinatorCrashFailover: a leader that vanishes without resigning
 // (its etcd session simply stops) is replaced within the lease TTL.
 func TestCoordinatorCrashFailover(t *testing.T) {
-	e := startEtcd(t)
 	run := "crash"
-	cl := newTestClient(t, e, run)
-	gens := watchGens(t, cl)
+	e, cl, gens := startRun(t, run)
 	cfg1 := TestConfig(e.Endpoints(), run, "c1")
 	crash := &crashElector{EtcdElector: EtcdElector{Client: NewClient(newEtcdClient(t, e.Endpoints()), run, nil), TTL: time.Second}}
 	cfg1.Elector = crash
@@ -234,10 +239,8 @@ func (t *crashTerm) Resign(ctx context.Context) error {
 }
 
 func TestCoordinatorBounds(t *testing.T) {
-	e := startEtcd(t)
 	run := "bounds"
-	cl := newTestClient(t, e, run)
-	gens := watchGens(t, cl)
+	e, cl, gens := startRun(t, run)
 	cfg := TestConfig(e.Endpoints(), run, "c1")
 	cfg.Spec = testSpec(2, 3)
 	runCoordinator(t, cfg)
@@ -255,11 +258,8 @@ func TestCoordinatorBounds(t *testing.T) {
 	w4.Close()
 	gens.until(10*time.Second, "w1", "w2")
 	// Below MinWorkers: the run waits with an empty ring.
-	ws, _ := cl.Workers(context.Background())
-	for _, w := range ws {
-		if w.ID == "w2" {
-			cl.Etcd().Delete(context.Background(), Key(run, KeyWorkers+"w2"))
-		}
+	if resp, err := cl.Etcd().Delete(context.Background(), Key(run, KeyWorkers+"w2")); err != nil || resp.Deleted != 1 {
+		t.Fatalf("delete w2: %v %v", resp, err)
 	}
 	g := gens.until(10 * time.Second)
 	if g.Reason == "" {
@@ -270,10 +270,8 @@ func TestCoordinatorBounds(t *testing.T) {
 // TestCoordinatorGossipExclusion: a worker whose gossip dies is excluded
 // from the ring long before its (long) lease would expire.
 func TestCoordinatorGossipExclusion(t *testing.T) {
-	e := startEtcd(t)
 	run := "gossip"
-	cl := newTestClient(t, e, run)
-	gens := watchGens(t, cl)
+	e, cl, gens := startRun(t, run)
 	c, _ := runCoordinator(t, TestConfig(e.Endpoints(), run, "c1"))
 	waitFor(t, 10*time.Second, "c1 leads", c.IsLeader)
 	coords, err := cl.Coordinators(context.Background())
@@ -380,10 +378,8 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 // TestCoordinatorRingFailure: a worker's failure report about the current
 // generation makes a new one with the same members; stale reports do not.
 func TestCoordinatorRingFailure(t *testing.T) {
-	e := startEtcd(t)
 	run := "ringfail"
-	cl := newTestClient(t, e, run)
-	gens := watchGens(t, cl)
+	e, cl, gens := startRun(t, run)
 	runCoordinator(t, TestConfig(e.Endpoints(), run, "c1"))
 	register(t, cl, "w1", 10*time.Second)
 	register(t, cl, "w2", 10*time.Second)

@@ -26,7 +26,7 @@ func (c *Client) follow(ctx context.Context, key string, prefix bool,
 	next := int64(0) // revision to watch from; 0: read the state first
 	for ctx.Err() == nil {
 		if next == 0 {
-			gctx, cancel := context.WithTimeout(ctx, c.timeout)
+			gctx, cancel := c.bounded(ctx)
 			resp, err := c.cli.Get(gctx, key, getOpts...)
 			cancel()
 			if err != nil {
