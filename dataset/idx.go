@@ -33,6 +33,33 @@ var pixelScale = func() (t [256]float32) {
 	return t
 }()
 
+// labelValue maps a byte to the label it encodes.
+var labelValue = func() (t [256]int32) {
+	for i := range t {
+		t[i] = int32(i)
+	}
+	return t
+}()
+
+// readMapped reads the total payload bytes that follow an IDX header and
+// returns table[b] for each byte b. The slice grows as data arrives, so a
+// lying header cannot force a huge allocation. A short read is reported by
+// readErr as a truncated `what`.
+func readMapped[T any](r io.Reader, total int, table *[256]T, what string) ([]T, error) {
+	out := make([]T, 0, min(total, 1<<24))
+	buf := make([]byte, readChunk)
+	for len(out) < total {
+		got, err := io.ReadFull(r, buf[:min(len(buf), total-len(out))])
+		for _, b := range buf[:got] {
+			out = append(out, table[b])
+		}
+		if err != nil {
+			return nil, readErr(err, what, total, len(out))
+		}
+	}
+	return out, nil
+}
+
 // ReadIDXImages reads an IDX3 unsigned-byte image file, gzip-compressed or
 // raw (gzip is recognised by its 0x1f8b prefix). It returns the pixels as
 // [n, rows*cols] row-major float32 values scaled to [0, 1] by dividing by
@@ -67,17 +94,9 @@ func ReadIDXImages(r io.Reader) (x []float32, n, rows, cols int, err error) {
 	}
 	n, rows, cols = int(n64), int(r64), int(c64)
 	total := n * rows * cols
-	x = make([]float32, 0, min(total, 1<<24)) // grows as data arrives, so a lying header cannot force a huge allocation
-	buf := make([]byte, readChunk)
-	for len(x) < total {
-		want := min(len(buf), total-len(x))
-		got, err := io.ReadFull(br, buf[:want])
-		for _, b := range buf[:got] {
-			x = append(x, pixelScale[b])
-		}
-		if err != nil {
-			return nil, 0, 0, 0, readErr(err, fmt.Sprintf("pixels of %d images of %dx%d", n, rows, cols), total, len(x))
-		}
+	x, err = readMapped(br, total, &pixelScale, fmt.Sprintf("pixels of %d images of %dx%d", n, rows, cols))
+	if err != nil {
+		return nil, 0, 0, 0, err
 	}
 	if err := expectEOF(br, "IDX image file", 16+total); err != nil {
 		return nil, 0, 0, 0, err
@@ -105,17 +124,9 @@ func ReadIDXLabels(r io.Reader) ([]int32, error) {
 	}
 	n64 := uint64(binary.BigEndian.Uint32(hdr[4:]))
 	total := int(n64)
-	labels := make([]int32, 0, min(total, 1<<24))
-	buf := make([]byte, readChunk)
-	for len(labels) < total {
-		want := min(len(buf), total-len(labels))
-		got, err := io.ReadFull(br, buf[:want])
-		for _, b := range buf[:got] {
-			labels = append(labels, int32(b))
-		}
-		if err != nil {
-			return nil, readErr(err, fmt.Sprintf("%d labels", total), total, len(labels))
-		}
+	labels, err := readMapped(br, total, &labelValue, fmt.Sprintf("%d labels", total))
+	if err != nil {
+		return nil, err
 	}
 	if err := expectEOF(br, "IDX label file", 8+total); err != nil {
 		return nil, err
