@@ -74,12 +74,10 @@ func PlotHistory(h History, path string) error {
 		lossPlot.Legend.Add("training loss", l)
 	}
 	if len(testLoss) > 0 {
-		l, s, err := plotter.NewLinePoints(testLoss)
+		l, s, err := linePoints(testLoss, colorTestLoss, "test loss")
 		if err != nil {
-			return fmt.Errorf("train: plot test loss: %w", err)
+			return err
 		}
-		l.Color, l.Width = colorTestLoss, vg.Points(1.5)
-		s.Color, s.Shape, s.Radius = colorTestLoss, draw.CircleGlyph{}, vg.Points(2.5)
 		lossPlot.Add(l, s)
 		lossPlot.Legend.Add("test loss", l, s)
 	}
@@ -94,12 +92,10 @@ func PlotHistory(h History, path string) error {
 		accPlot.Y.Label.Text = "test accuracy"
 		accPlot.Add(plotter.NewGrid())
 		accPlot.Legend.Top = false // accuracy rises: the lower right is free
-		l, s, err := plotter.NewLinePoints(acc)
+		l, s, err := linePoints(acc, colorAccuracy, "accuracy")
 		if err != nil {
-			return fmt.Errorf("train: plot accuracy: %w", err)
+			return err
 		}
-		l.Color, l.Width = colorAccuracy, vg.Points(1.5)
-		s.Color, s.Shape, s.Radius = colorAccuracy, draw.CircleGlyph{}, vg.Points(2.5)
 		accPlot.Add(l, s)
 		accPlot.Legend.Add("test accuracy", l, s)
 		accPlot.Y.Min = 0
@@ -124,6 +120,17 @@ func PlotHistory(h History, path string) error {
 		rows[i][0].Draw(canvases[i][0])
 	}
 	return writePNG(path, vgimg.PngCanvas{Canvas: img})
+}
+
+// linePoints is a line with a dot at each point, in c; what names the curve in errors.
+func linePoints(xys plotter.XYs, c color.Color, what string) (*plotter.Line, *plotter.Scatter, error) {
+	l, s, err := plotter.NewLinePoints(xys)
+	if err != nil {
+		return nil, nil, fmt.Errorf("train: plot %s: %w", what, err)
+	}
+	l.Color, l.Width = c, vg.Points(1.5)
+	s.Color, s.Shape, s.Radius = c, draw.CircleGlyph{}, vg.Points(2.5)
+	return l, s, nil
 }
 
 func writePNG(path string, png vgimg.PngCanvas) (err error) {

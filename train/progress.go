@@ -9,12 +9,11 @@ import (
 
 // Progress draws a one-line bar with ETA on a terminal; a nil writer draws nothing.
 type Progress struct {
-	w      io.Writer
-	total  int64
-	start  time.Time
-	first  int64
-	last   time.Time
-	inited bool
+	w     io.Writer
+	total int64
+	start time.Time
+	first int64
+	last  time.Time
 }
 
 // NewProgress is a bar for a run of total steps.
@@ -28,8 +27,8 @@ func (p *Progress) Update(step int64, loss float64) {
 		return
 	}
 	now := time.Now()
-	if !p.inited {
-		p.inited, p.start, p.first = true, now, step-1
+	if p.start.IsZero() {
+		p.start, p.first = now, step-1
 	}
 	if now.Sub(p.last) < 100*time.Millisecond && step < p.total {
 		return
@@ -49,7 +48,7 @@ func (p *Progress) Update(step int64, loss float64) {
 
 // Finish ends the bar's line.
 func (p *Progress) Finish() {
-	if p.w != nil && p.inited {
+	if p.w != nil && !p.start.IsZero() {
 		fmt.Fprintln(p.w)
 	}
 }

@@ -4,10 +4,10 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"time"
 	"unsafe"
 
@@ -234,6 +234,33 @@ func (s *State) Restore(ck *checkpoint.Checkpoint) error {
 	return nil
 }
 
+// Resume sets the starting state: the newest valid checkpoint in
+// s.Cfg.CheckpointDir (corrupt ones are passed to skipped and passed over),
+// else s.Cfg.Init, else s stays as built. It returns the run's curves so far
+// and the checkpoint resumed from ("" when none).
+func (s *State) Resume(skipped func(dir string, err error)) (hist *History, from string, err error) {
+	hist = &History{}
+	if s.Cfg.CheckpointDir != "" {
+		ck, err := checkpoint.LatestValid(s.Cfg.CheckpointDir, skipped)
+		switch {
+		case err == nil:
+			if err := s.Restore(ck); err != nil {
+				return nil, "", err
+			}
+			hist.Load(ck.Manifest.Metrics)
+			return hist, ck.Dir, nil
+		case !errors.Is(err, checkpoint.ErrNoCheckpoint):
+			return nil, "", err
+		}
+	}
+	if s.Cfg.Init != "" {
+		if err := s.LoadInit(s.Cfg.Init); err != nil {
+			return nil, "", err
+		}
+	}
+	return hist, "", nil
+}
+
 // LoadInit sets the parameters from path: a model.safetensors file or a
 // checkpoint directory (its model only; the step stays 0).
 func (s *State) LoadInit(path string) error {
@@ -260,6 +287,3 @@ func (s *State) setModel(path string, ts []checkpoint.Tensor) error {
 	}
 	return nil
 }
-
-// ModelPath is the model file of a checkpoint directory.
-func ModelPath(dir string) string { return filepath.Join(dir, "model.safetensors") }

@@ -11,7 +11,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/ringtrain/ringtrain/checkpoint"
 	"github.com/ringtrain/ringtrain/dataset"
 	"github.com/ringtrain/ringtrain/nn"
 )
@@ -73,29 +72,14 @@ func Run(ctx context.Context, cfg Config, opts Options) (Summary, error) {
 	if err != nil {
 		return Summary{}, err
 	}
-	hist := &History{}
-	resumed := false
-	if cfg.CheckpointDir != "" {
-		ck, err := checkpoint.LatestValid(cfg.CheckpointDir, func(dir string, err error) {
-			log.Warn("skipping corrupt checkpoint", zap.String("dir", dir), zap.Error(err))
-		})
-		switch {
-		case err == nil:
-			if err := st.Restore(ck); err != nil {
-				return Summary{}, err
-			}
-			hist.Load(ck.Manifest.Metrics)
-			resumed = true
-			log.Info("resumed from checkpoint", zap.String("dir", ck.Dir), zap.Int64("step", st.Step))
-		case errors.Is(err, checkpoint.ErrNoCheckpoint):
-		default:
-			return Summary{}, err
-		}
+	hist, from, err := st.Resume(func(dir string, err error) {
+		log.Warn("skipping corrupt checkpoint", zap.String("dir", dir), zap.Error(err))
+	})
+	if err != nil {
+		return Summary{}, err
 	}
-	if !resumed && cfg.Init != "" {
-		if err := st.LoadInit(cfg.Init); err != nil {
-			return Summary{}, err
-		}
+	if from != "" {
+		log.Info("resumed from checkpoint", zap.String("dir", from), zap.Int64("step", st.Step))
 	}
 
 	log.Info("training", zap.String("layers", cfg.Layers), zap.Int("batch", cfg.Batch),

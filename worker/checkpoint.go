@@ -57,9 +57,6 @@ func (c *checkpointer) SaveNow(ctx context.Context, gen uint64, hist *train.Hist
 // Wait blocks until no write is in flight.
 func (c *checkpointer) Wait() { c.busy.Wait() }
 
-// Close waits for the write in flight.
-func (c *checkpointer) Close() { c.busy.Wait() }
-
 func (c *checkpointer) copyState(hist *train.History) error {
 	st := c.w.st
 	if c.snap == nil {

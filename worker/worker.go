@@ -165,7 +165,7 @@ func (w *Worker) Run(stop context.Context) error {
 	w.prog = newPublisher(w.run, w.log)
 	defer w.prog.Close()
 	w.ckpt = newCheckpointer(w)
-	defer w.ckpt.Close()
+	defer w.ckpt.Wait()
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -199,25 +199,14 @@ func (w *Worker) prepare() error {
 	if w.st, err = train.NewState(cfg, w.train.N); err != nil {
 		return err
 	}
-	w.hist = &train.History{}
-	if cfg.CheckpointDir != "" {
-		ck, err := checkpoint.LatestValid(cfg.CheckpointDir, func(dir string, err error) {
-			w.log.Warn("skipping corrupt checkpoint", zap.String("dir", dir), zap.Error(err))
-		})
-		switch {
-		case err == nil:
-			if err := w.st.Restore(ck); err != nil {
-				return err
-			}
-			w.hist.Load(ck.Manifest.Metrics)
-			w.log.Info("restored checkpoint", zap.String("dir", ck.Dir), zap.Int64("step", w.st.Step))
-			return nil
-		case !errors.Is(err, checkpoint.ErrNoCheckpoint):
-			return err
-		}
+	var from string
+	if w.hist, from, err = w.st.Resume(func(dir string, err error) {
+		w.log.Warn("skipping corrupt checkpoint", zap.String("dir", dir), zap.Error(err))
+	}); err != nil {
+		return err
 	}
-	if cfg.Init != "" {
-		return w.st.LoadInit(cfg.Init)
+	if from != "" {
+		w.log.Info("restored checkpoint", zap.String("dir", from), zap.Int64("step", w.st.Step))
 	}
 	return nil
 }
@@ -547,7 +536,6 @@ func (w *Worker) finish(ctx context.Context, g coordinator.Generation, rank, wor
 			}
 		}
 	}
-	w.ckpt.Wait()
 	tl, acc := w.st.Evaluate(w.test)
 	w.hist.AddEval(w.st.Step, tl, acc)
 	sum := train.Summary{Step: w.st.Step, Epoch: int((w.st.Step - 1) / int64(w.st.StepsPerEpoch)),
