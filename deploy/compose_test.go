@@ -266,13 +266,7 @@ func checkComposeRingtrain(t *testing.T, where, name, sub string, s composeServi
 // TestComposeConfig has the Compose tool itself validate the file, when one
 // is installed (`docker compose` or docker-compose; neither needs the engine).
 func TestComposeConfig(t *testing.T) {
-	var tools [][]string
-	if p, err := exec.LookPath("docker"); err == nil && exec.Command(p, "compose", "version").Run() == nil {
-		tools = append(tools, []string{p, "compose"})
-	}
-	if p, err := exec.LookPath("docker-compose"); err == nil {
-		tools = append(tools, []string{p})
-	}
+	tools := composeTools()
 	if len(tools) == 0 {
 		t.Skip("no Compose tool installed")
 	}

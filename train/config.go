@@ -274,6 +274,12 @@ func ParseArgs(fs *flag.FlagSet, args []string, c *Config, extra func(*flag.Flag
 		extra(fs)
 	}
 	fs.String("config", "", "YAML or JSON config file with the same keys (flags win)")
+	return ParseFlags(fs, args)
+}
+
+// ParseFlags parses args into fs: a bad flag or a positional argument is a
+// UsageError; --help returns flag.ErrHelp as it is.
+func ParseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err

@@ -75,7 +75,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		sizes := fs.String("sizes-mib", "1,4,16,64", "buffer sizes in MiB, comma-separated")
 		fs.IntVar(&job.Iters, "iters", 20, "timed all-reduces per size")
 		fs.IntVar(&job.Warmup, "warmup", 3, "untimed all-reduces first")
-		if err := parse(fs, args[1:]); err != nil {
+		if err := train.ParseFlags(fs, args[1:]); err != nil {
 			return err
 		}
 		if kind == "wire" && *workers < 2 {
@@ -90,7 +90,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		}
 		return benchProcs(ctx, e, job, *workers)
 	}
-	if err := parse(fs, args[1:]); err != nil {
+	if err := train.ParseFlags(fs, args[1:]); err != nil {
 		return err
 	}
 	if *workers < 1 {
@@ -207,7 +207,7 @@ func rankEnv(n int) []string {
 func runBenchRank(ctx context.Context, e *env, args []string) error {
 	fs := e.newFlagSet("One rank of a benchmark: prints its address, reads the job as JSON on stdin.")
 	kind := fs.String("kind", "allreduce", "train, allreduce or wire (wire listens on bare TCP, the others serve gRPC)")
-	if err := parse(fs, args); err != nil {
+	if err := train.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")

@@ -144,13 +144,19 @@ func newClusterEtcd(t *testing.T, stockEtcd string, trainArgs ...string) *cluste
 	c := &cluster{t: t, dir: dir, ckpt: filepath.Join(dir, "checkpoints"), trainArg: trainArgs,
 		coords: map[string]*proc{}, workers: map[string]*proc{}, stockEtcd: stockEtcd}
 	c.startEtcd()
+	c.connect()
+	return c
+}
+
+// connect points c.run at the cluster's etcd.
+func (c *cluster) connect() {
+	c.t.Helper()
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{c.endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
-		t.Fatal(err)
+		c.t.Fatal(err)
 	}
-	t.Cleanup(func() { cli.Close() })
+	c.t.Cleanup(func() { cli.Close() })
 	c.run = coordinator.NewClient(cli, coordinator.DefaultRun, zap.NewNop())
-	return c
 }
 
 func (c *cluster) startEtcd() {
@@ -183,38 +189,47 @@ func (c *cluster) startWorker(id string) *proc {
 	return p
 }
 
-// waitStep waits until the ring has published progress at or past step.
-func (c *cluster) waitStep(step int64, within time.Duration) coordinator.Progress {
-	c.t.Helper()
+// poll calls get (each call bounded to a second) every interval until it
+// reports ok or within has passed.
+func poll[T any](within, every time.Duration, get func(context.Context) (T, bool)) (T, bool) {
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		p, ok, _ := c.run.Progress(ctx)
+		v, ok := get(ctx)
 		cancel()
-		if ok && p.Step >= step {
-			return p
+		if ok {
+			return v, true
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(every)
 	}
-	c.t.Fatalf("the ring did not reach step %d within %v", step, within)
-	return coordinator.Progress{}
+	var zero T
+	return zero, false
+}
+
+// waitStep waits until the ring has published progress at or past step.
+func (c *cluster) waitStep(step int64, within time.Duration) coordinator.Progress {
+	c.t.Helper()
+	p, ok := poll(within, 50*time.Millisecond, func(ctx context.Context) (coordinator.Progress, bool) {
+		p, ok, _ := c.run.Progress(ctx)
+		return p, ok && p.Step >= step
+	})
+	if !ok {
+		c.t.Fatalf("the ring did not reach step %d within %v", step, within)
+	}
+	return p
 }
 
 // waitDone waits for the run's final summary.
 func (c *cluster) waitDone(within time.Duration) train.Summary {
 	c.t.Helper()
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	s, ok := poll(within, 100*time.Millisecond, func(ctx context.Context) (train.Summary, bool) {
 		s, ok, _ := c.run.Done(ctx)
-		cancel()
-		if ok {
-			return s
-		}
-		time.Sleep(100 * time.Millisecond)
+		return s, ok
+	})
+	if !ok {
+		c.t.Fatalf("the run did not finish within %v", within)
 	}
-	c.t.Fatalf("the run did not finish within %v", within)
-	return train.Summary{}
+	return s
 }
 
 func (c *cluster) generation() coordinator.Generation {
@@ -456,12 +471,7 @@ func TestFullStopResumesFromCheckpoint(t *testing.T) {
 	prevStep, _ := strconv.ParseInt(strings.TrimPrefix(filepath.Base(prev), "step-"), 10, 64)
 
 	c.startEtcd()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{c.endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	c.run = coordinator.NewClient(cli, coordinator.DefaultRun, zap.NewNop())
+	c.connect()
 	c.startCoordinator("coordinator-1")
 	w1 := c.startWorker("worker-1")
 	c.startWorker("worker-2")
@@ -469,7 +479,7 @@ func TestFullStopResumesFromCheckpoint(t *testing.T) {
 	if sum.Step != 6000 {
 		t.Fatalf("resumed run ended at step %d, want 6000", sum.Step)
 	}
-	<-time.After(200 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond)
 	logb, _ := os.ReadFile(w1.log)
 	if !strings.Contains(string(logb), filepath.Base(newest)) || !strings.Contains(string(logb), "corrupt") {
 		t.Fatalf("worker-1's log does not warn about the corrupt checkpoint %s", newest)

@@ -34,9 +34,6 @@ func runCoordinator(ctx context.Context, e *env, args []string) error {
 		lf.register(fs)
 	}
 	if err := train.ParseArgs(fs, args, &tc, extra); err != nil {
-		if err.Error() == flag.ErrHelp.Error() { // ParseArgs wraps it in a UsageError
-			return flag.ErrHelp
-		}
 		return err
 	}
 	cfg.Spec.Config = tc

@@ -28,7 +28,7 @@ func runEtcd(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&c.ClusterToken, "initial-cluster-token", "ringtrain", "token that tells clusters apart")
 	var lf logFlags
 	lf.register(fs)
-	if err := parse(fs, args); err != nil {
+	if err := train.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if c.Dir == "" {

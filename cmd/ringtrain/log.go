@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"os"
 
@@ -22,12 +23,10 @@ func isTerminal(w io.Writer) bool {
 
 // newLogger is the production logger: console encoding on a terminal, JSON
 // otherwise, at the given level.
-type zapLogger = zap.Logger
-
 func newLogger(w io.Writer, level string) (*zap.Logger, error) {
 	lvl, err := zapcore.ParseLevel(level)
 	if err != nil {
-		return nil, &train.UsageError{Msg: "--log-level " + quote(level) + " unknown; use debug, info, warn or error"}
+		return nil, &train.UsageError{Msg: fmt.Sprintf("--log-level %q unknown; use debug, info, warn or error", level)}
 	}
 	var enc zapcore.Encoder
 	if isTerminal(w) {
@@ -41,5 +40,3 @@ func newLogger(w io.Writer, level string) (*zap.Logger, error) {
 	}
 	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), lvl)), nil
 }
-
-func quote(s string) string { return "\"" + s + "\"" }

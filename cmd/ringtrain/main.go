@@ -100,17 +100,3 @@ func (e *env) newFlagSet(summary string) *flag.FlagSet {
 	}
 	return fs
 }
-
-// parse parses fs and turns a bad flag into a usage error.
-func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return &train.UsageError{Msg: err.Error()}
-	}
-	if fs.NArg() > 0 {
-		return &train.UsageError{Msg: fmt.Sprintf("unexpected argument %q; every option is a --flag", fs.Arg(0))}
-	}
-	return nil
-}

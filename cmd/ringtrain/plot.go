@@ -19,7 +19,7 @@ func runPlot(ctx context.Context, e *env, args []string) error {
 	fs := e.newFlagSet("Writes a PNG of the training loss, test loss and test accuracy stored in a checkpoint's manifest, and prints its path.")
 	dir := fs.String("checkpoint", "", "checkpoint directory (a step-NNNNNNNN folder), or a checkpoint root to use its newest valid one")
 	out := fs.String("out", "", "PNG to write (default: "+train.PlotFile+" in the --checkpoint directory)")
-	if err := parse(fs, args); err != nil {
+	if err := train.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if *dir == "" {

@@ -51,7 +51,7 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 	run := fs.String("run", coordinator.DefaultRun, "run name")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
-	if err := parse(fs, args); err != nil {
+	if err := train.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if len(endpoints) == 0 {

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 
+	"go.uber.org/zap"
+
 	"github.com/ringtrain/ringtrain/checkpoint"
 	"github.com/ringtrain/ringtrain/internal/version"
 	"github.com/ringtrain/ringtrain/nn"
@@ -28,7 +30,7 @@ func (l *logFlags) register(fs *flag.FlagSet) {
 
 // logger builds the command's logger; on a terminal it defaults to warn so
 // that the progress bar stays readable.
-func (l *logFlags) logger(w io.Writer) (*zapLogger, error) {
+func (l *logFlags) logger(w io.Writer) (*zap.Logger, error) {
 	level := l.level
 	if level == "" {
 		level = "info"
@@ -66,7 +68,7 @@ func runEval(ctx context.Context, e *env, args []string) error {
 	fs := e.newFlagSet("Evaluates a checkpoint directory on its run's test set and prints one JSON line.")
 	dir := fs.String("checkpoint", "", "checkpoint directory (a step-NNNNNNNN folder), or a checkpoint root to use its newest valid one")
 	data := fs.String("data", "", "test data (default: the checkpoint's --data)")
-	if err := parse(fs, args); err != nil {
+	if err := train.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if *dir == "" {
@@ -118,7 +120,7 @@ func runEval(ctx context.Context, e *env, args []string) error {
 
 func runVersion(ctx context.Context, e *env, args []string) error {
 	fs := e.newFlagSet("Prints the version, commit and build date.")
-	if err := parse(fs, args); err != nil {
+	if err := train.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	fmt.Fprintln(e.stdout, version.String())

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ringtrain/ringtrain/train"
 	"github.com/ringtrain/ringtrain/worker"
 )
 
@@ -52,7 +53,7 @@ func runWorker(ctx context.Context, e *env, args []string) error {
 	var lf logFlags
 	registerWorkerFlags(fs, &cfg)
 	lf.register(fs)
-	if err := parse(fs, args); err != nil {
+	if err := train.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	log, err := lf.logger(e.stderr)

@@ -159,14 +159,8 @@ func Command(ctx context.Context, name string, args []string, stdout, stderr io.
 	fs.StringVar(&o.compose, "compose", os.Getenv("COMPOSE"), "the Compose command (default: `docker compose` if present, else docker-compose)")
 	fs.StringVar(&o.logsDir, "logs", "", "write each scenario's container logs and step log to this directory")
 	fs.BoolVar(&o.keep, "keep", false, "leave each project up afterwards for inspection (you must `down -v` it)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return &train.UsageError{Msg: err.Error()}
-	}
-	if fs.NArg() > 0 {
-		return &train.UsageError{Msg: fmt.Sprintf("unexpected argument %q; every option is a --flag", fs.Arg(0))}
+	if err := train.ParseFlags(fs, args); err != nil {
+		return err
 	}
 	if o.list {
 		for _, s := range chaosScenarios {
@@ -415,7 +409,7 @@ func (r *chaosRun) execute(ctx context.Context) error {
 	go r.follow(fctx)
 
 	// The strike step.
-	p, err := r.waitFor(ctx, 3*time.Minute, fmt.Sprintf("the ring to reach step %d", r.o.strikeStep), func() (bool, error) {
+	_, err = r.waitFor(ctx, 3*time.Minute, fmt.Sprintf("the ring to reach step %d", r.o.strikeStep), func() (bool, error) {
 		if r.done != nil {
 			return false, fmt.Errorf("the run finished (step %d) before the strike step %d; lower --strike-step", r.done.Step, r.o.strikeStep)
 		}
@@ -424,7 +418,6 @@ func (r *chaosRun) execute(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	_ = p
 	r.res.StruckAt = r.snapshot().progress.Step
 	r.res.TotalSteps = r.snapshot().progress.TotalSteps
 	r.logf("strike at step %d of %d (%s)", r.res.StruckAt, r.res.TotalSteps, r.genString(r.snapshot().lastGen))
@@ -596,7 +589,7 @@ func (r *chaosRun) waitFor(ctx context.Context, within time.Duration, what strin
 // waitGeneration waits for a generation newer than after that satisfies ok;
 // the run finishing first is an error.
 func (r *chaosRun) waitGeneration(ctx context.Context, within time.Duration, what string, after uint64, ok func(coordinator.Generation) bool) (coordinator.Generation, error) {
-	s, err := r.waitFor(ctx, within, what, func() (bool, error) {
+	_, err := r.waitFor(ctx, within, what, func() (bool, error) {
 		if r.done != nil {
 			return false, fmt.Errorf("the run finished before %s", what)
 		}
@@ -618,7 +611,6 @@ func (r *chaosRun) waitGeneration(ctx context.Context, within time.Duration, wha
 			best = g
 		}
 	}
-	_ = s
 	return best, nil
 }
 
@@ -1119,13 +1111,7 @@ func strikePauseWorker(ctx context.Context, r *chaosRun) error {
 	g, err := r.waitGeneration(ctx, r.o.outage, "a generation without the paused "+v.label(), before.Gen, func(g coordinator.Generation) bool {
 		return g.Rank(v.Config.Hostname) < 0
 	})
-	if rest := r.o.outage - time.Since(paused); rest > 0 {
-		select {
-		case <-ctx.Done():
-		case <-time.After(rest):
-		}
-	}
-	if _, uerr := r.docker(context.WithoutCancel(ctx), "unpause", v.ID); uerr != nil {
+	if uerr := r.endOutage(ctx, paused, "unpause", v.ID); uerr != nil {
 		return uerr
 	}
 	if err != nil {
@@ -1133,6 +1119,22 @@ func strikePauseWorker(ctx context.Context, r *chaosRun) error {
 	}
 	r.note("%s paused at step %d; the ring went on as %s after %.1fs", v.label(), r.res.StruckAt, r.genString(g), g.Created.Sub(paused).Seconds())
 	return r.waitRejoin(ctx, v, g.Gen)
+}
+
+// endOutage waits until the outage begun at since has lasted r.o.outage (or
+// ctx ends), then runs docker args to undo it, even after ctx's end but for
+// at most a minute.
+func (r *chaosRun) endOutage(ctx context.Context, since time.Time, args ...string) error {
+	if rest := r.o.outage - time.Since(since); rest > 0 {
+		select {
+		case <-ctx.Done():
+		case <-time.After(rest):
+		}
+	}
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	_, err := r.docker(uctx, args...)
+	return err
 }
 
 // waitRejoin waits for a generation after gen that has v again.
@@ -1170,19 +1172,13 @@ func strikeDisconnectWorker(ctx context.Context, r *chaosRun) error {
 	g, err := r.waitGeneration(ctx, r.o.outage, "a generation without the disconnected "+v.label(), before.Gen, func(g coordinator.Generation) bool {
 		return g.Rank(v.Config.Hostname) < 0
 	})
-	if rest := r.o.outage - time.Since(off); rest > 0 {
-		select {
-		case <-ctx.Done():
-		case <-time.After(rest):
-		}
-	}
 	args := []string{"network", "connect"}
 	for _, a := range aliases {
 		if a != v.Config.Hostname && !strings.HasPrefix(v.ID, a) { // docker adds the short ID itself
 			args = append(args, "--alias", a)
 		}
 	}
-	if _, cerr := r.docker(context.WithoutCancel(ctx), append(args, network, v.ID)...); cerr != nil {
+	if cerr := r.endOutage(ctx, off, append(args, network, v.ID)...); cerr != nil {
 		return cerr
 	}
 	if err != nil {
