@@ -1,7 +1,7 @@
 package coordinator
 
 import (
-	"fmt"
+	"github.com/ringtrain/ringtrain/internal/usage"
 	"net"
 	"os"
 	"strings"
@@ -91,33 +91,33 @@ func TestConfig(etcd []string, run, id string) Config {
 // Validate checks the fields and the rules between them.
 func (c Config) Validate() error {
 	if len(c.Etcd) == 0 {
-		return &train.UsageError{Msg: "--etcd is empty; give the etcd endpoints, e.g. --etcd 10.0.0.1:2379,10.0.0.2:2379"}
+		return usage.New("--etcd is empty; give the etcd endpoints, e.g. --etcd 10.0.0.1:2379,10.0.0.2:2379")
 	}
 	if c.Run == "" || strings.ContainsAny(c.Run, "/ \t\n") {
-		return &train.UsageError{Msg: fmt.Sprintf("--run %q must be a non-empty name without slashes or spaces", c.Run)}
+		return usage.Errorf("--run %q must be a non-empty name without slashes or spaces", c.Run)
 	}
 	if c.ID == "" || strings.ContainsAny(c.ID, "/ \t\n") {
-		return &train.UsageError{Msg: fmt.Sprintf("--id %q must be a non-empty name without slashes or spaces", c.ID)}
+		return usage.Errorf("--id %q must be a non-empty name without slashes or spaces", c.ID)
 	}
 	if _, _, err := net.SplitHostPort(c.GossipBind); err != nil {
-		return &train.UsageError{Msg: fmt.Sprintf("--gossip-listen %q: %v; use HOST:PORT, e.g. :7946", c.GossipBind, err)}
+		return usage.Errorf("--gossip-listen %q: %v; use HOST:PORT, e.g. :7946", c.GossipBind, err)
 	}
 	if c.GossipAdvertise != "" {
 		if _, _, err := net.SplitHostPort(c.GossipAdvertise); err != nil {
-			return &train.UsageError{Msg: fmt.Sprintf("--gossip-advertise %q: %v; use HOST:PORT", c.GossipAdvertise, err)}
+			return usage.Errorf("--gossip-advertise %q: %v; use HOST:PORT", c.GossipAdvertise, err)
 		}
 	}
 	if c.Tick <= 0 {
-		return &train.UsageError{Msg: fmt.Sprintf("tick %v must be positive", c.Tick)}
+		return usage.Errorf("tick %v must be positive", c.Tick)
 	}
 	if c.DebounceTicks < 1 {
-		return &train.UsageError{Msg: fmt.Sprintf("debounce ticks %d must be at least 1", c.DebounceTicks)}
+		return usage.Errorf("debounce ticks %d must be at least 1", c.DebounceTicks)
 	}
 	if c.LeaseTTL < time.Second {
-		return &train.UsageError{Msg: fmt.Sprintf("lease TTL %v must be at least 1s (etcd leases have whole seconds)", c.LeaseTTL)}
+		return usage.Errorf("lease TTL %v must be at least 1s (etcd leases have whole seconds)", c.LeaseTTL)
 	}
 	if c.DialTimeout <= 0 {
-		return &train.UsageError{Msg: fmt.Sprintf("dial timeout %v must be positive", c.DialTimeout)}
+		return usage.Errorf("dial timeout %v must be positive", c.DialTimeout)
 	}
 	return c.Spec.Validate()
 }

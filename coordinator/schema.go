@@ -3,6 +3,7 @@ package coordinator
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/ringtrain/ringtrain/internal/usage"
 	"strings"
 	"time"
 
@@ -60,13 +61,13 @@ func (s RunSpec) Validate() error {
 		return err
 	}
 	if s.MinWorkers < 1 {
-		return &train.UsageError{Msg: fmt.Sprintf("--min-workers %d must be at least 1", s.MinWorkers)}
+		return usage.Errorf("--min-workers %d must be at least 1", s.MinWorkers)
 	}
 	if s.MaxWorkers != 0 && s.MaxWorkers < s.MinWorkers {
-		return &train.UsageError{Msg: fmt.Sprintf("--max-workers %d is below --min-workers %d; raise it or use 0 for no cap", s.MaxWorkers, s.MinWorkers)}
+		return usage.Errorf("--max-workers %d is below --min-workers %d; raise it or use 0 for no cap", s.MaxWorkers, s.MinWorkers)
 	}
 	if s.HashEvery < 0 {
-		return &train.UsageError{Msg: fmt.Sprintf("--hash-every %d must not be negative", s.HashEvery)}
+		return usage.Errorf("--hash-every %d must not be negative", s.HashEvery)
 	}
 	return nil
 }

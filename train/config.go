@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
-	"fmt"
+	"github.com/ringtrain/ringtrain/internal/usage"
 	"io"
 	"os"
 	"path/filepath"
@@ -95,31 +95,15 @@ func DefaultConfig() Config {
 	}
 }
 
-// UsageError is bad input from the user: flags, config files, the run spec.
-// Commands exit with status 2 on it.
-type UsageError struct{ Msg string }
-
-func (e *UsageError) Error() string { return e.Msg }
-
-func usagef(format string, args ...any) error {
-	return &UsageError{Msg: fmt.Sprintf(format, args...)}
-}
-
-// IsUsage reports whether err is a usage error.
-func IsUsage(err error) bool {
-	var u *UsageError
-	return errors.As(err, &u)
-}
-
 // Spec is the network spec this config describes.
 func (c Config) Spec() (nn.Spec, error) {
 	layers, err := nn.ParseLayers(c.Layers)
 	if err != nil {
-		return nn.Spec{}, usagef("--layers %q: %v", c.Layers, err)
+		return nn.Spec{}, usage.Errorf("--layers %q: %v", c.Layers, err)
 	}
 	s := nn.Spec{Layers: layers, Activation: c.Activation, Loss: c.Loss}
 	if err := s.Validate(); err != nil {
-		return nn.Spec{}, &UsageError{Msg: err.Error()}
+		return nn.Spec{}, usage.New(err.Error())
 	}
 	return s, nil
 }
@@ -148,52 +132,52 @@ func (c Config) Validate() error {
 	switch c.WeightInit {
 	case "he", "glorot":
 	default:
-		return usagef("--weight-init %q unknown; use he or glorot", c.WeightInit)
+		return usage.Errorf("--weight-init %q unknown; use he or glorot", c.WeightInit)
 	}
 	if err := c.OptimizerConfig().Validate(); err != nil {
-		return &UsageError{Msg: err.Error()}
+		return usage.New(err.Error())
 	}
 	if !(c.LR > 0) {
-		return usagef("--lr %v must be positive, e.g. --lr 0.05", c.LR)
+		return usage.Errorf("--lr %v must be positive, e.g. --lr 0.05", c.LR)
 	}
 	if c.Momentum < 0 || c.Momentum >= 1 {
-		return usagef("--momentum %v must be in [0, 1)", c.Momentum)
+		return usage.Errorf("--momentum %v must be in [0, 1)", c.Momentum)
 	}
 	if c.WeightDecay < 0 {
-		return usagef("--weight-decay %v must not be negative", c.WeightDecay)
+		return usage.Errorf("--weight-decay %v must not be negative", c.WeightDecay)
 	}
 	if err := c.LRSchedule(int64(c.WarmupSteps) + 1).Validate(); err != nil { // the run's length is checked by NewState
-		return &UsageError{Msg: err.Error()}
+		return usage.New(err.Error())
 	}
 	if c.WarmupSteps < 0 {
-		return usagef("--warmup-steps %d must not be negative", c.WarmupSteps)
+		return usage.Errorf("--warmup-steps %d must not be negative", c.WarmupSteps)
 	}
 	if c.ClipNorm < 0 {
-		return usagef("--clip-norm %v must not be negative (0 disables clipping)", c.ClipNorm)
+		return usage.Errorf("--clip-norm %v must not be negative (0 disables clipping)", c.ClipNorm)
 	}
 	if c.Batch <= 0 {
-		return usagef("--batch %d must be positive, e.g. --batch 128", c.Batch)
+		return usage.Errorf("--batch %d must be positive, e.g. --batch 128", c.Batch)
 	}
 	if c.Steps < 0 {
-		return usagef("--steps %d must not be negative", c.Steps)
+		return usage.Errorf("--steps %d must not be negative", c.Steps)
 	}
 	if c.Steps == 0 && c.Epochs <= 0 {
-		return usagef("--epochs %d must be positive when --steps is 0", c.Epochs)
+		return usage.Errorf("--epochs %d must be positive when --steps is 0", c.Epochs)
 	}
 	if c.CheckpointEvery < 0 {
-		return usagef("--checkpoint-every %d must not be negative (0 checkpoints only at the end)", c.CheckpointEvery)
+		return usage.Errorf("--checkpoint-every %d must not be negative (0 checkpoints only at the end)", c.CheckpointEvery)
 	}
 	if c.CheckpointKeep < 1 {
-		return usagef("--checkpoint-keep %d must be at least 1", c.CheckpointKeep)
+		return usage.Errorf("--checkpoint-keep %d must be at least 1", c.CheckpointKeep)
 	}
 	if c.EvalEvery < 0 {
-		return usagef("--eval-every %d must not be negative", c.EvalEvery)
+		return usage.Errorf("--eval-every %d must not be negative", c.EvalEvery)
 	}
 	if c.Threads < 1 {
-		return usagef("--threads %d must be at least 1", c.Threads)
+		return usage.Errorf("--threads %d must be at least 1", c.Threads)
 	}
 	if c.Data == "" {
-		return usagef("--data is empty; use mnist, a directory of MNIST files, or csv:TRAIN.csv,TEST.csv")
+		return usage.Errorf("--data is empty; use mnist, a directory of MNIST files, or csv:TRAIN.csv,TEST.csv")
 	}
 	return nil
 }
@@ -232,20 +216,20 @@ func RegisterFlags(fs *flag.FlagSet, c *Config) {
 func LoadFile(path string, c *Config) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return usagef("--config %q: %v", path, err)
+		return usage.Errorf("--config %q: %v", path, err)
 	}
 	if strings.EqualFold(filepath.Ext(path), ".json") {
 		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(c); err != nil {
-			return usagef("--config %q: %v; keys are the flag names with _ for -, e.g. checkpoint_dir", path, err)
+			return usage.Errorf("--config %q: %v; keys are the flag names with _ for -, e.g. checkpoint_dir", path, err)
 		}
 		return nil
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) { // EOF: an empty file
-		return usagef("--config %q: %v; keys are the flag names with _ for -, e.g. checkpoint_dir", path, err)
+		return usage.Errorf("--config %q: %v; keys are the flag names with _ for -, e.g. checkpoint_dir", path, err)
 	}
 	return nil
 }
@@ -274,20 +258,5 @@ func ParseArgs(fs *flag.FlagSet, args []string, c *Config, extra func(*flag.Flag
 		extra(fs)
 	}
 	fs.String("config", "", "YAML or JSON config file with the same keys (flags win)")
-	return ParseFlags(fs, args)
-}
-
-// ParseFlags parses args into fs: a bad flag or a positional argument is a
-// UsageError; --help returns flag.ErrHelp as it is.
-func ParseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return &UsageError{Msg: err.Error()}
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q; every option is a --flag", fs.Arg(0))
-	}
-	return nil
+	return usage.ParseFlags(fs, args)
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ringtrain/ringtrain/internal/usage"
 	"math/rand/v2"
 	"os"
 	"time"
@@ -45,19 +46,19 @@ func NewState(cfg Config, trainN int) (*State, error) {
 	}
 	spe := dataset.StepsPerEpoch(trainN, cfg.Batch)
 	if spe == 0 {
-		return nil, usagef("--batch %d is larger than the training set (%d examples); use a smaller --batch", cfg.Batch, trainN)
+		return nil, usage.Errorf("--batch %d is larger than the training set (%d examples); use a smaller --batch", cfg.Batch, trainN)
 	}
 	net, err := nn.NewNetwork(spec)
 	if err != nil {
-		return nil, &UsageError{Msg: err.Error()}
+		return nil, usage.New(err.Error())
 	}
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x72696e67)) // "ring"
 	if err := net.Init(cfg.WeightInit, rng); err != nil {
-		return nil, &UsageError{Msg: err.Error()}
+		return nil, usage.New(err.Error())
 	}
 	opt, err := nn.NewOptimizer(cfg.OptimizerConfig(), len(net.Params))
 	if err != nil {
-		return nil, &UsageError{Msg: err.Error()}
+		return nil, usage.New(err.Error())
 	}
 	total := cfg.Steps
 	if total == 0 {
@@ -217,7 +218,7 @@ func (s *State) Restore(ck *checkpoint.Checkpoint) error {
 		return fmt.Errorf("train: checkpoint %s: run spec: %w", ck.Dir, err)
 	}
 	if saved.Layers != s.Cfg.Layers || saved.Optimizer != s.Cfg.Optimizer {
-		return usagef("checkpoint %s is of --layers %s --optimizer %s, not %s %s; use a matching config or another --checkpoint-dir",
+		return usage.Errorf("checkpoint %s is of --layers %s --optimizer %s, not %s %s; use a matching config or another --checkpoint-dir",
 			ck.Dir, saved.Layers, saved.Optimizer, s.Cfg.Layers, s.Cfg.Optimizer)
 	}
 	if err := checkpoint.ParamsFromTensors(s.Net.Spec.Layers, ck.Model, s.Net.Params); err != nil {
@@ -272,7 +273,7 @@ func (s *State) LoadInit(path string) error {
 		}
 		return s.setModel(path, ck.Model)
 	} else if err != nil {
-		return usagef("--init %q: %v; give a model.safetensors file or a checkpoint directory", path, err)
+		return usage.Errorf("--init %q: %v; give a model.safetensors file or a checkpoint directory", path, err)
 	}
 	ts, _, err := checkpoint.ReadSafetensorsFile(file)
 	if err != nil {
@@ -283,7 +284,7 @@ func (s *State) LoadInit(path string) error {
 
 func (s *State) setModel(path string, ts []checkpoint.Tensor) error {
 	if err := checkpoint.ParamsFromTensors(s.Net.Spec.Layers, ts, s.Net.Params); err != nil {
-		return usagef("--init %q does not fit --layers %s: %v", path, s.Cfg.Layers, err)
+		return usage.Errorf("--init %q does not fit --layers %s: %v", path, s.Cfg.Layers, err)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"github.com/ringtrain/ringtrain/internal/usage"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -230,7 +231,7 @@ func TestFlagsWinOverConfigFile(t *testing.T) {
 	os.WriteFile(path, []byte("learning_rate: 0.2\n"), 0o644)
 	cfg = DefaultConfig()
 	err := ParseArgs(flag.NewFlagSet("t", flag.ContinueOnError), []string{"--config", path}, &cfg, nil)
-	if !IsUsage(err) || !strings.Contains(err.Error(), "learning_rate") {
+	if !usage.Is(err) || !strings.Contains(err.Error(), "learning_rate") {
 		t.Fatalf("unknown key: %v, want a usage error naming learning_rate", err)
 	}
 }
@@ -252,7 +253,7 @@ func TestValidateNamesFieldValueAndFix(t *testing.T) {
 		c := DefaultConfig()
 		tc.mutate(&c)
 		err := c.Validate()
-		if !IsUsage(err) {
+		if !usage.Is(err) {
 			t.Fatalf("%+v: Validate = %v, want a usage error", c, err)
 		}
 		for _, w := range tc.want {
@@ -270,7 +271,7 @@ func TestLayersMustFitData(t *testing.T) {
 	cfg := smallConfig()
 	cfg.Layers = "10-4-3"
 	_, err := Run(context.Background(), cfg, Options{Train: synthetic(64, 12, 3, 1), Test: synthetic(8, 12, 3, 1), Progress: io.Discard})
-	if !IsUsage(err) || !strings.Contains(err.Error(), "12") {
+	if !usage.Is(err) || !strings.Contains(err.Error(), "12") {
 		t.Fatalf("mismatched input layer: %v", err)
 	}
 }

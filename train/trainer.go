@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ringtrain/ringtrain/internal/usage"
 	"io"
 	"math"
 	"path/filepath"
@@ -61,11 +62,11 @@ func Run(ctx context.Context, cfg Config, opts Options) (Summary, error) {
 	}
 	spec, _ := cfg.Spec()
 	if trainSet.Dim != spec.Layers[0] {
-		return Summary{}, usagef("--layers %s takes %d inputs but --data %s has %d features; make the first layer %d",
+		return Summary{}, usage.Errorf("--layers %s takes %d inputs but --data %s has %d features; make the first layer %d",
 			cfg.Layers, spec.Layers[0], cfg.Data, trainSet.Dim, trainSet.Dim)
 	}
 	if cfg.Loss == "cross_entropy" && trainSet.Classes > spec.Layers[len(spec.Layers)-1] {
-		return Summary{}, usagef("--layers %s has %d outputs but --data %s has %d classes; make the last layer %d",
+		return Summary{}, usage.Errorf("--layers %s has %d outputs but --data %s has %d classes; make the last layer %d",
 			cfg.Layers, spec.Layers[len(spec.Layers)-1], cfg.Data, trainSet.Classes, trainSet.Classes)
 	}
 	st, err := NewState(cfg, trainSet.N)
@@ -142,7 +143,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (Summary, error) {
 func LoadData(spec string) (trainSet, testSet *dataset.Set, err error) {
 	trainSet, testSet, err = dataset.Load(spec)
 	if errors.Is(err, dataset.ErrBadSpec) {
-		return nil, nil, &UsageError{Msg: err.Error()}
+		return nil, nil, usage.New(err.Error())
 	}
 	return trainSet, testSet, err
 }

@@ -1,14 +1,13 @@
 package worker
 
 import (
-	"fmt"
+	"github.com/ringtrain/ringtrain/internal/usage"
 	"os"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/ringtrain/ringtrain/coordinator"
-	"github.com/ringtrain/ringtrain/train"
 )
 
 // Config is one worker process.
@@ -68,23 +67,19 @@ func DefaultConfig() Config {
 func (c Config) Validate() error {
 	switch {
 	case len(c.Etcd) == 0:
-		return usagef("--etcd is required, e.g. --etcd http://127.0.0.1:2379")
+		return usage.Errorf("--etcd is required, e.g. --etcd http://127.0.0.1:2379")
 	case c.Run == "":
-		return usagef("--run is empty; give the run's name, e.g. --run default")
+		return usage.Errorf("--run is empty; give the run's name, e.g. --run default")
 	case c.ID == "":
-		return usagef("--id is empty; give the worker a stable name, e.g. --id worker-1")
+		return usage.Errorf("--id is empty; give the worker a stable name, e.g. --id worker-1")
 	case c.Listen == "":
-		return usagef("--listen is empty; give a host:port, e.g. --listen :7070")
+		return usage.Errorf("--listen is empty; give a host:port, e.g. --listen :7070")
 	case c.PeerTimeout <= 0:
-		return usagef("--peer-timeout %v must be positive, e.g. --peer-timeout 5s", c.PeerTimeout)
+		return usage.Errorf("--peer-timeout %v must be positive, e.g. --peer-timeout 5s", c.PeerTimeout)
 	case c.LeaseTTL < time.Second:
-		return usagef("--lease-ttl %v must be at least 1s", c.LeaseTTL)
+		return usage.Errorf("--lease-ttl %v must be at least 1s", c.LeaseTTL)
 	case c.Threads < 0:
-		return usagef("--threads %d must not be negative", c.Threads)
+		return usage.Errorf("--threads %d must not be negative", c.Threads)
 	}
 	return nil
-}
-
-func usagef(format string, args ...any) error {
-	return &train.UsageError{Msg: fmt.Sprintf(format, args...)}
 }

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"github.com/ringtrain/ringtrain/internal/usage"
 	"net"
 	"strconv"
 
@@ -65,11 +66,11 @@ func (w *Worker) startGossip(ctx context.Context) (*coordinator.Gossip, error) {
 func splitHostPort(flag, s string) (string, int, error) {
 	host, p, err := net.SplitHostPort(s)
 	if err != nil {
-		return "", 0, usagef("%s %q: %v; give host:port, e.g. :7946", flag, s, err)
+		return "", 0, usage.Errorf("%s %q: %v; give host:port, e.g. :7946", flag, s, err)
 	}
 	port, err := strconv.Atoi(p)
 	if err != nil || port < 0 || port > 65535 {
-		return "", 0, usagef("%s %q: bad port; give host:port, e.g. :7946", flag, s)
+		return "", 0, usage.Errorf("%s %q: bad port; give host:port, e.g. :7946", flag, s)
 	}
 	if host == "" {
 		host = "0.0.0.0"

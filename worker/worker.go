@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ringtrain/ringtrain/internal/usage"
 	"math"
 	"net"
 	"os"
@@ -113,7 +114,7 @@ func (w *Worker) Run(stop context.Context) error {
 
 	lis, err := net.Listen("tcp", w.cfg.Listen)
 	if err != nil {
-		return usagef("--listen %q: %v", w.cfg.Listen, err)
+		return usage.Errorf("--listen %q: %v", w.cfg.Listen, err)
 	}
 	w.addr = advertise(w.cfg.Advertise, lis.Addr())
 	if w.tr, err = allreduce.NewGRPCTransport(lis, allreduce.WithAdvertiseAddr(w.addr), allreduce.WithGRPCLogger(w.log)); err != nil {

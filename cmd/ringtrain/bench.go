@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ringtrain/ringtrain/internal/usage"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -20,7 +21,6 @@ import (
 
 	"github.com/ringtrain/ringtrain/allreduce"
 	"github.com/ringtrain/ringtrain/nn"
-	"github.com/ringtrain/ringtrain/train"
 )
 
 func init() {
@@ -51,7 +51,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 			fmt.Fprintln(e.stdout, "Usage: ringtrain bench train|allreduce|wire [flags]")
 			return nil
 		}
-		return &train.UsageError{Msg: "bench needs a kind: `ringtrain bench train`, `ringtrain bench allreduce` or `ringtrain bench wire`"}
+		return usage.New("bench needs a kind: `ringtrain bench train`, `ringtrain bench allreduce` or `ringtrain bench wire`")
 	}
 	kind := args[0]
 	e.name += " " + kind
@@ -75,35 +75,35 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		sizes := fs.String("sizes-mib", "1,4,16,64", "buffer sizes in MiB, comma-separated")
 		fs.IntVar(&job.Iters, "iters", 20, "timed all-reduces per size")
 		fs.IntVar(&job.Warmup, "warmup", 3, "untimed all-reduces first")
-		if err := train.ParseFlags(fs, args[1:]); err != nil {
+		if err := usage.ParseFlags(fs, args[1:]); err != nil {
 			return err
 		}
 		if kind == "wire" && *workers < 2 {
-			return &train.UsageError{Msg: fmt.Sprintf("--workers %d: a ring needs at least 2; use --workers 2", *workers)}
+			return usage.Errorf("--workers %d: a ring needs at least 2; use --workers 2", *workers)
 		}
 		for _, s := range strings.Split(*sizes, ",") {
 			v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
 			if err != nil || v < 0 {
-				return &train.UsageError{Msg: fmt.Sprintf("--sizes-mib %q: %q is not a size in MiB, e.g. 1,4,16,64", *sizes, s)}
+				return usage.Errorf("--sizes-mib %q: %q is not a size in MiB, e.g. 1,4,16,64", *sizes, s)
 			}
 			job.SizesMiB = append(job.SizesMiB, v)
 		}
 		return benchProcs(ctx, e, job, *workers)
 	}
-	if err := train.ParseFlags(fs, args[1:]); err != nil {
+	if err := usage.ParseFlags(fs, args[1:]); err != nil {
 		return err
 	}
 	if *workers < 1 {
-		return &train.UsageError{Msg: fmt.Sprintf("--workers %d must be at least 1", *workers)}
+		return usage.Errorf("--workers %d must be at least 1", *workers)
 	}
 	if job.GlobalBatch%*workers != 0 {
-		return &train.UsageError{Msg: fmt.Sprintf("--global-batch %d must be divisible by --workers %d", job.GlobalBatch, *workers)}
+		return usage.Errorf("--global-batch %d must be divisible by --workers %d", job.GlobalBatch, *workers)
 	}
 	if _, err := nn.ParseLayers(job.Layers); err != nil {
-		return &train.UsageError{Msg: fmt.Sprintf("--layers %q: %v", job.Layers, err)}
+		return usage.Errorf("--layers %q: %v", job.Layers, err)
 	}
 	if job.Steps < 1 {
-		return &train.UsageError{Msg: fmt.Sprintf("--steps %d must be at least 1", job.Steps)}
+		return usage.Errorf("--steps %d must be at least 1", job.Steps)
 	}
 	if job.Threads <= 0 {
 		job.Threads = max(1, runtime.NumCPU() / *workers)
@@ -123,7 +123,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 // rank 0's result lines to stdout.
 func benchProcs(ctx context.Context, e *env, job benchJob, n int) error {
 	if n < 1 {
-		return &train.UsageError{Msg: fmt.Sprintf("--workers %d must be at least 1", n)}
+		return usage.Errorf("--workers %d must be at least 1", n)
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -207,7 +207,7 @@ func rankEnv(n int) []string {
 func runBenchRank(ctx context.Context, e *env, args []string) error {
 	fs := e.newFlagSet("One rank of a benchmark: prints its address, reads the job as JSON on stdin.")
 	kind := fs.String("kind", "allreduce", "train, allreduce or wire (wire listens on bare TCP, the others serve gRPC)")
-	if err := train.ParseFlags(fs, args); err != nil {
+	if err := usage.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")

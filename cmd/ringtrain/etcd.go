@@ -3,11 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/ringtrain/ringtrain/internal/usage"
 
 	"go.uber.org/zap"
 
 	"github.com/ringtrain/ringtrain/coordinator"
-	"github.com/ringtrain/ringtrain/train"
 )
 
 func init() {
@@ -28,14 +28,14 @@ func runEtcd(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&c.ClusterToken, "initial-cluster-token", "ringtrain", "token that tells clusters apart")
 	var lf logFlags
 	lf.register(fs)
-	if err := train.ParseFlags(fs, args); err != nil {
+	if err := usage.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if c.Dir == "" {
 		c.Dir = c.Name + ".etcd"
 	}
 	if c.ClusterState != "new" && c.ClusterState != "existing" {
-		return &train.UsageError{Msg: fmt.Sprintf("--initial-cluster-state %q: use new or existing", c.ClusterState)}
+		return usage.Errorf("--initial-cluster-state %q: use new or existing", c.ClusterState)
 	}
 	log, err := lf.logger(e.stderr)
 	if err != nil {

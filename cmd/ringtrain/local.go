@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/ringtrain/ringtrain/internal/usage"
 	"net"
 	"os"
 	"os/exec"
@@ -58,14 +59,14 @@ func runLocal(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if lf.workers < 1 {
-		return &train.UsageError{Msg: fmt.Sprintf("--workers %d must be at least 1", lf.workers)}
+		return usage.Errorf("--workers %d must be at least 1", lf.workers)
 	}
 	spec := coordinator.RunSpec{Config: cfg, MinWorkers: lf.minWorkers, HashEvery: lf.hashEvery}
 	if err := spec.Validate(); err != nil {
 		return err
 	}
 	if cfg.Batch < lf.workers {
-		return &train.UsageError{Msg: fmt.Sprintf("--batch %d is smaller than --workers %d; every worker needs at least one example per step", cfg.Batch, lf.workers)}
+		return usage.Errorf("--batch %d is smaller than --workers %d; every worker needs at least one example per step", cfg.Batch, lf.workers)
 	}
 	log, err := lf.logs.logger(e.stderr)
 	if err != nil {
@@ -292,7 +293,7 @@ func (g *procGroup) stop(grace time.Duration) {
 func listen(addr string) (net.Listener, error) {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, &train.UsageError{Msg: fmt.Sprintf("listen on %q: %v; pick a free host:port", addr, err)}
+		return nil, usage.Errorf("listen on %q: %v; pick a free host:port", addr, err)
 	}
 	return lis, nil
 }

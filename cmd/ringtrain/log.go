@@ -1,14 +1,12 @@
 package main
 
 import (
-	"fmt"
+	"github.com/ringtrain/ringtrain/internal/usage"
 	"io"
 	"os"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
-
-	"github.com/ringtrain/ringtrain/train"
 )
 
 // isTerminal reports whether w is a character device (a terminal).
@@ -26,7 +24,7 @@ func isTerminal(w io.Writer) bool {
 func newLogger(w io.Writer, level string) (*zap.Logger, error) {
 	lvl, err := zapcore.ParseLevel(level)
 	if err != nil {
-		return nil, &train.UsageError{Msg: fmt.Sprintf("--log-level %q unknown; use debug, info, warn or error", level)}
+		return nil, usage.Errorf("--log-level %q unknown; use debug, info, warn or error", level)
 	}
 	var enc zapcore.Encoder
 	if isTerminal(w) {

@@ -10,13 +10,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/ringtrain/ringtrain/internal/usage"
 	"io"
 	"os"
 	"os/signal"
 	"sort"
 	"syscall"
-
-	"github.com/ringtrain/ringtrain/train"
 )
 
 // command is one subcommand: parse args, build a config, run.
@@ -37,7 +36,7 @@ func register(name, summary string, run func(ctx context.Context, env *env, args
 	commands[name] = command{summary: summary, run: run}
 }
 
-func usage(w io.Writer) {
+func printCommands(w io.Writer) {
 	fmt.Fprintln(w, "ringtrain: distributed data-parallel training with a ring all-reduce over gRPC")
 	fmt.Fprintln(w, "\nUsage: ringtrain <command> [flags]   (ringtrain <command> --help for its flags)")
 	fmt.Fprintln(w, "\nCommands:")
@@ -57,12 +56,12 @@ func main() {
 
 func mainErr(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		usage(stderr)
+		printCommands(stderr)
 		return 2
 	}
 	switch args[0] {
 	case "-h", "--help", "-help", "help":
-		usage(stdout)
+		printCommands(stdout)
 		return 0
 	}
 	cmd, ok := commands[args[0]]
@@ -78,7 +77,7 @@ func mainErr(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.Is(err, flag.ErrHelp):
 		return 0
-	case train.IsUsage(err):
+	case usage.Is(err):
 		fmt.Fprintf(stderr, "ringtrain %s: %v\n", args[0], err)
 		return 2
 	case errors.Is(err, context.Canceled) && ctx.Err() != nil:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ringtrain/ringtrain/internal/usage"
 	"os"
 	"path/filepath"
 
@@ -19,11 +20,11 @@ func runPlot(ctx context.Context, e *env, args []string) error {
 	fs := e.newFlagSet("Writes a PNG of the training loss, test loss and test accuracy stored in a checkpoint's manifest, and prints its path.")
 	dir := fs.String("checkpoint", "", "checkpoint directory (a step-NNNNNNNN folder), or a checkpoint root to use its newest valid one")
 	out := fs.String("out", "", "PNG to write (default: "+train.PlotFile+" in the --checkpoint directory)")
-	if err := train.ParseFlags(fs, args); err != nil {
+	if err := usage.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if *dir == "" {
-		return &train.UsageError{Msg: "--checkpoint is required, e.g. --checkpoint ckpt or --checkpoint ckpt/step-00004680"}
+		return usage.New("--checkpoint is required, e.g. --checkpoint ckpt or --checkpoint ckpt/step-00004680")
 	}
 	ck, err := loadCheckpointForPlot(*dir, func(d string, err error) {
 		fmt.Fprintf(e.stderr, "warning: skipping corrupt checkpoint %s: %v\n", d, err)
@@ -52,11 +53,11 @@ func runPlot(ctx context.Context, e *env, args []string) error {
 func loadCheckpointForPlot(dir string, warn func(string, error)) (*checkpoint.Checkpoint, error) {
 	if st, err := os.Stat(dir); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, &train.UsageError{Msg: fmt.Sprintf("--checkpoint %s does not exist", dir)}
+			return nil, usage.Errorf("--checkpoint %s does not exist", dir)
 		}
 		return nil, fmt.Errorf("--checkpoint %s: %w", dir, err)
 	} else if !st.IsDir() {
-		return nil, &train.UsageError{Msg: fmt.Sprintf("--checkpoint %s is a file; give its directory", dir)}
+		return nil, usage.Errorf("--checkpoint %s is a file; give its directory", dir)
 	}
 	if _, err := os.Stat(filepath.Join(dir, checkpoint.ManifestFile)); err == nil {
 		ck, err := checkpoint.Load(dir)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ringtrain/ringtrain/internal/usage"
 	"io"
 	"strings"
 	"text/tabwriter"
@@ -51,11 +52,11 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 	run := fs.String("run", coordinator.DefaultRun, "run name")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
-	if err := train.ParseFlags(fs, args); err != nil {
+	if err := usage.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if len(endpoints) == 0 {
-		return &train.UsageError{Msg: "--etcd is empty; give the etcd endpoints, e.g. --etcd 127.0.0.1:2379"}
+		return usage.New("--etcd is empty; give the etcd endpoints, e.g. --etcd 127.0.0.1:2379")
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()

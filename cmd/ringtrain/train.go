@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/ringtrain/ringtrain/internal/usage"
 	"io"
 
 	"go.uber.org/zap"
@@ -68,11 +69,11 @@ func runEval(ctx context.Context, e *env, args []string) error {
 	fs := e.newFlagSet("Evaluates a checkpoint directory on its run's test set and prints one JSON line.")
 	dir := fs.String("checkpoint", "", "checkpoint directory (a step-NNNNNNNN folder), or a checkpoint root to use its newest valid one")
 	data := fs.String("data", "", "test data (default: the checkpoint's --data)")
-	if err := train.ParseFlags(fs, args); err != nil {
+	if err := usage.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if *dir == "" {
-		return &train.UsageError{Msg: "--checkpoint is required, e.g. --checkpoint ckpt/step-00004680"}
+		return usage.New("--checkpoint is required, e.g. --checkpoint ckpt/step-00004680")
 	}
 	ck, err := checkpoint.Load(*dir)
 	if err != nil {
@@ -109,7 +110,7 @@ func runEval(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if test.Dim != spec.Layers[0] {
-		return &train.UsageError{Msg: fmt.Sprintf("--data %s has %d features but the checkpoint's network takes %d", cfg.Data, test.Dim, spec.Layers[0])}
+		return usage.Errorf("--data %s has %d features but the checkpoint's network takes %d", cfg.Data, test.Dim, spec.Layers[0])
 	}
 	lossSum, correct := net.Evaluate(nn.Batch{X: test.X, Labels: test.Labels, N: test.N}, 1000)
 	return json.NewEncoder(e.stdout).Encode(map[string]any{
@@ -120,7 +121,7 @@ func runEval(ctx context.Context, e *env, args []string) error {
 
 func runVersion(ctx context.Context, e *env, args []string) error {
 	fs := e.newFlagSet("Prints the version, commit and build date.")
-	if err := train.ParseFlags(fs, args); err != nil {
+	if err := usage.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	fmt.Fprintln(e.stdout, version.String())

@@ -3,11 +3,11 @@ package main
 import (
 	"context"
 	"flag"
+	"github.com/ringtrain/ringtrain/internal/usage"
 	"net/http"
 	"strings"
 	"time"
 
-	"github.com/ringtrain/ringtrain/train"
 	"github.com/ringtrain/ringtrain/worker"
 )
 
@@ -53,7 +53,7 @@ func runWorker(ctx context.Context, e *env, args []string) error {
 	var lf logFlags
 	registerWorkerFlags(fs, &cfg)
 	lf.register(fs)
-	if err := train.ParseFlags(fs, args); err != nil {
+	if err := usage.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	log, err := lf.logger(e.stderr)

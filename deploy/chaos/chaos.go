@@ -23,6 +23,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/ringtrain/ringtrain/internal/usage"
 	"io"
 	"math"
 	"math/rand"
@@ -130,7 +131,7 @@ const Summary = "run fault scenarios against the docker-compose cluster and chec
 func ScenarioNames() []string { return chaosScenarioNames() }
 
 // Command runs `ringtrain chaos` with args: name is the command's name for
-// usage text; bad flags are *train.UsageError.
+// usage text; bad flags are *usage.Error.
 func Command(ctx context.Context, name string, args []string, stdout, stderr io.Writer) error {
 	summary := ("Runs fault scenarios against the docker-compose cluster (docker-compose.yml with\n" +
 		"deploy/chaos/compose.yml), one fresh compose project each, and checks afterwards that the run\n" +
@@ -159,7 +160,7 @@ func Command(ctx context.Context, name string, args []string, stdout, stderr io.
 	fs.StringVar(&o.compose, "compose", os.Getenv("COMPOSE"), "the Compose command (default: `docker compose` if present, else docker-compose)")
 	fs.StringVar(&o.logsDir, "logs", "", "write each scenario's container logs and step log to this directory")
 	fs.BoolVar(&o.keep, "keep", false, "leave each project up afterwards for inspection (you must `down -v` it)")
-	if err := train.ParseFlags(fs, args); err != nil {
+	if err := usage.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if o.list {
@@ -171,43 +172,43 @@ func Command(ctx context.Context, name string, args []string, stdout, stderr io.
 	var scs []chaosScenario
 	switch {
 	case o.all && o.scenarios != "":
-		return &train.UsageError{Msg: "give --scenario or --all, not both"}
+		return usage.New("give --scenario or --all, not both")
 	case o.all:
 		scs = chaosScenarios
 	case o.scenarios == "":
-		return &train.UsageError{Msg: "no scenario: give --scenario NAME[,NAME...] or --all (--list lists them: " + strings.Join(chaosScenarioNames(), ", ") + ")"}
+		return usage.New("no scenario: give --scenario NAME[,NAME...] or --all (--list lists them: " + strings.Join(chaosScenarioNames(), ", ") + ")")
 	default:
 		for _, n := range strings.Split(o.scenarios, ",") {
 			n = strings.TrimSpace(n)
 			s, ok := findChaosScenario(n)
 			if !ok {
-				return &train.UsageError{Msg: fmt.Sprintf("--scenario %q unknown; use one of %s", n, strings.Join(chaosScenarioNames(), ", "))}
+				return usage.Errorf("--scenario %q unknown; use one of %s", n, strings.Join(chaosScenarioNames(), ", "))
 			}
 			scs = append(scs, s)
 		}
 	}
 	switch {
 	case o.strikeStep < 1:
-		return &train.UsageError{Msg: fmt.Sprintf("--strike-step %d must be at least 1", o.strikeStep)}
+		return usage.Errorf("--strike-step %d must be at least 1", o.strikeStep)
 	case o.target < 0 || o.target > 1:
-		return &train.UsageError{Msg: fmt.Sprintf("--target-accuracy %v must be within [0, 1]", o.target)}
+		return usage.Errorf("--target-accuracy %v must be within [0, 1]", o.target)
 	case o.timeout <= 0:
-		return &train.UsageError{Msg: fmt.Sprintf("--timeout %v must be positive", o.timeout)}
+		return usage.Errorf("--timeout %v must be positive", o.timeout)
 	case o.outage <= 0:
-		return &train.UsageError{Msg: fmt.Sprintf("--outage %v must be positive", o.outage)}
+		return usage.Errorf("--outage %v must be positive", o.outage)
 	}
 	if o.project == "" {
 		o.project = fmt.Sprintf("rtchaos-%06x", rand.Intn(1<<24))
 	}
 	if !validProject.MatchString(o.project) {
-		return &train.UsageError{Msg: fmt.Sprintf("--project %q: use lower-case letters, digits and '-', starting with a letter", o.project)}
+		return usage.Errorf("--project %q: use lower-case letters, digits and '-', starting with a letter", o.project)
 	}
 	var err error
 	if o.composeFile, err = filepath.Abs(o.composeFile); err != nil {
 		return err
 	}
 	if _, err := os.Stat(o.composeFile); err != nil {
-		return &train.UsageError{Msg: fmt.Sprintf("--compose-file: %v; run chaos from the repository root or point it at docker-compose.yml", err)}
+		return usage.Errorf("--compose-file: %v; run chaos from the repository root or point it at docker-compose.yml", err)
 	}
 	if o.override == "" {
 		o.override = filepath.Join(filepath.Dir(o.composeFile), "deploy", "chaos", "compose.yml")
@@ -216,7 +217,7 @@ func Command(ctx context.Context, name string, args []string, stdout, stderr io.
 		return err
 	}
 	if _, err := os.Stat(o.override); err != nil {
-		return &train.UsageError{Msg: fmt.Sprintf("--override: %v", err)}
+		return usage.Errorf("--override: %v", err)
 	}
 	if o.logsDir != "" {
 		if err := os.MkdirAll(o.logsDir, 0o755); err != nil {
