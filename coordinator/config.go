@@ -1,7 +1,6 @@
 package coordinator
 
 import (
-	"github.com/ringtrain/ringtrain/internal/usage"
 	"net"
 	"os"
 	"strings"
@@ -9,6 +8,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/ringtrain/ringtrain/cluster"
+	"github.com/ringtrain/ringtrain/internal/usage"
 	"github.com/ringtrain/ringtrain/train"
 )
 
@@ -16,7 +17,7 @@ import (
 type Config struct {
 	// Etcd are the etcd client endpoints (host:port or URLs).
 	Etcd []string
-	// Run names the run; its keys live under Prefix(Run).
+	// Run names the run; its keys live under cluster.Prefix(Run).
 	Run string
 	// ID is this coordinator's unique ID (default: the hostname).
 	ID string
@@ -31,10 +32,14 @@ type Config struct {
 	// GossipFast tunes memberlist to declare a dead member in about 1 s
 	// (see GossipConfig.Fast); off: memberlist's LAN timings (several s).
 	GossipFast bool
+	// CheckpointDir is the workers' checkpoint root as mounted on this
+	// machine, if it is: the dashboard then shows the latest checkpoint's
+	// path and seeds its curves from it. Empty: neither.
+	CheckpointDir string
 	// HTTPAddr serves /healthz (later metrics and the dashboard). Empty: none.
 	HTTPAddr string
 	// Spec is written to etcd only if the run has none; the stored spec wins.
-	Spec RunSpec
+	Spec cluster.RunSpec
 	// Tick is the core's unit of time.
 	Tick time.Duration
 	// DebounceTicks: a membership change is published after this many quiet
@@ -60,13 +65,13 @@ func DefaultConfig() Config {
 	host, _ := os.Hostname()
 	return Config{
 		Etcd:          []string{"127.0.0.1:2379"},
-		Run:           DefaultRun,
+		Run:           cluster.DefaultRun,
 		ID:            host,
 		ListenGRPC:    ":7000",
 		GossipBind:    ":7946",
 		GossipFast:    true,
 		HTTPAddr:      ":8080",
-		Spec:          RunSpec{Config: train.DefaultConfig(), MinWorkers: 1, HashEvery: 100},
+		Spec:          cluster.RunSpec{Config: train.DefaultConfig().Spec, MinWorkers: 1, HashEvery: 100},
 		Tick:          250 * time.Millisecond,
 		DebounceTicks: 2,
 		LeaseTTL:      10 * time.Second,

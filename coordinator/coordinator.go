@@ -19,6 +19,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/ringtrain/ringtrain/cluster"
 )
 
 // recentEvents is how many events Status keeps in memory.
@@ -45,17 +47,17 @@ type Status struct {
 	Leader bool   `json:"leader"`
 	// Generation is the last one this coordinator published or found when
 	// it won leadership (zero on a standby that never led).
-	Generation Generation `json:"generation"`
+	Generation cluster.Generation `json:"generation"`
 	// Workers are the registered workers; Failed those gossip declared dead.
-	Workers []WorkerInfo    `json:"workers"`
-	Failed  map[string]bool `json:"failed,omitempty"`
+	Workers []cluster.WorkerInfo `json:"workers"`
+	Failed  map[string]bool      `json:"failed,omitempty"`
 	// Events are the latest events this coordinator recorded, oldest first.
-	Events []Event `json:"events"`
+	Events []cluster.Event `json:"events"`
 	// Addresses actually bound (useful with port 0).
-	GRPCAddr   string  `json:"grpc_addr,omitempty"`
-	HTTPAddr   string  `json:"http_addr,omitempty"`
-	GossipAddr string  `json:"gossip_addr,omitempty"`
-	Spec       RunSpec `json:"spec"`
+	GRPCAddr   string          `json:"grpc_addr,omitempty"`
+	HTTPAddr   string          `json:"http_addr,omitempty"`
+	GossipAddr string          `json:"gossip_addr,omitempty"`
+	Spec       cluster.RunSpec `json:"spec"`
 }
 
 // New checks cfg and builds a Coordinator; Run starts it.
@@ -95,14 +97,14 @@ func (c *Coordinator) updateStatus(f func(*Status)) {
 // key appears (returning nil). A coordinator that cannot reach etcd keeps
 // retrying; it never exits on an outage.
 func (c *Coordinator) Run(ctx context.Context) error {
-	ecfg := EtcdClientConfig(c.cfg.Etcd, c.log.Named("etcd"))
+	ecfg := cluster.EtcdClientConfig(c.cfg.Etcd, c.log.Named("etcd"))
 	ecfg.DialTimeout = c.cfg.DialTimeout
 	cli, err := clientv3.New(ecfg)
 	if err != nil {
 		return fmt.Errorf("coordinator: etcd %v: %w", c.cfg.Etcd, err)
 	}
 	defer cli.Close()
-	client := NewClient(cli, c.cfg.Run, c.base)
+	client := cluster.NewClient(cli, c.cfg.Run, c.base)
 
 	spec, err := c.putSpec(ctx, client)
 	if err != nil {
@@ -118,7 +120,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	}
 	defer stopServers()
 
-	g, err := NewGossip(c.gossipConfig())
+	g, err := cluster.NewGossip(c.gossipConfig())
 	if err != nil {
 		return err
 	}
@@ -142,28 +144,28 @@ func (c *Coordinator) Run(ctx context.Context) error {
 			DebounceTicks: c.cfg.DebounceTicks}),
 		inputs: make(chan Input),
 		terms:  make(chan Term),
-		joins:  make(chan string, 64), // seeds to join; dropped when full (a later WorkerUp or the periodic rejoin retries)
-		events: make(chan Event, 64),  // events to write; dropped when full, logged (the log is informational)
+		joins:  make(chan string, 64),        // seeds to join; dropped when full (a later WorkerUp or the periodic rejoin retries)
+		events: make(chan cluster.Event, 64), // events to write; dropped when full, logged (the log is informational)
 	}
 	return l.run(ctx)
 }
 
 // putSpec stores the configured spec unless one exists, retrying until etcd
 // answers, and returns the run's spec.
-func (c *Coordinator) putSpec(ctx context.Context, client *Client) (RunSpec, error) {
-	spec, err := retry(ctx, c.log, "write the run spec", func() (RunSpec, error) {
+func (c *Coordinator) putSpec(ctx context.Context, client *cluster.Client) (cluster.RunSpec, error) {
+	spec, err := retry(ctx, c.log, "write the run spec", func() (cluster.RunSpec, error) {
 		return client.PutSpecIfAbsent(ctx, c.cfg.Spec)
 	})
 	if err == nil && !reflect.DeepEqual(spec, c.cfg.Spec) {
 		c.log.Warn("the run already has a different spec; using the stored one (start a new --run to change it)",
-			zap.String("stored", Marshal(spec)))
+			zap.String("stored", cluster.Marshal(spec)))
 	}
 	return spec, err
 }
 
-func (c *Coordinator) registerSelf(ctx context.Context, client *Client, g *Gossip) (*Registration, error) {
-	info := CoordinatorInfo{ID: c.cfg.ID, Gossip: g.Addr(), HTTP: c.Status().HTTPAddr, Started: time.Now()}
-	return retry(ctx, c.log, "register", func() (*Registration, error) {
+func (c *Coordinator) registerSelf(ctx context.Context, client *cluster.Client, g *cluster.Gossip) (*cluster.Registration, error) {
+	info := cluster.CoordinatorInfo{ID: c.cfg.ID, Gossip: g.Addr(), HTTP: c.Status().HTTPAddr, Started: time.Now()}
+	return retry(ctx, c.log, "register", func() (*cluster.Registration, error) {
 		return client.RegisterCoordinator(ctx, info, c.cfg.LeaseTTL)
 	})
 }
@@ -171,27 +173,24 @@ func (c *Coordinator) registerSelf(ctx context.Context, client *Client, g *Gossi
 // retry calls f until it succeeds, logging each failure and backing off, or
 // until ctx ends.
 func retry[T any](ctx context.Context, log *zap.Logger, what string, f func() (T, error)) (T, error) {
-	bo := backoff{min: 100 * time.Millisecond, max: 2 * time.Second}
+	bo := cluster.Backoff{Min: 100 * time.Millisecond, Max: 2 * time.Second}
 	for {
 		v, err := f()
 		if err == nil {
 			return v, nil
 		}
 		log.Warn("cannot "+what+"; retrying", zap.Error(err))
-		if !bo.wait(ctx) {
+		if !bo.Wait(ctx) {
 			var zero T
 			return zero, fmt.Errorf("coordinator: %s: %w", what, ctx.Err())
 		}
 	}
 }
 
-// GossipName is a coordinator's memberlist name (workers use their ID).
-func GossipName(coordinatorID string) string { return "coordinator:" + coordinatorID }
-
-func (c *Coordinator) gossipConfig() GossipConfig {
+func (c *Coordinator) gossipConfig() cluster.GossipConfig {
 	host, port, _ := net.SplitHostPort(c.cfg.GossipBind)
 	p, _ := strconv.Atoi(port)
-	gc := GossipConfig{Name: GossipName(c.cfg.ID), BindAddr: host, BindPort: p, Fast: c.cfg.GossipFast,
+	gc := cluster.GossipConfig{Name: cluster.GossipName(c.cfg.ID), BindAddr: host, BindPort: p, Fast: c.cfg.GossipFast,
 		Logger: c.log.Named("gossip")}
 	if c.cfg.GossipAdvertise != "" {
 		ah, ap, _ := net.SplitHostPort(c.cfg.GossipAdvertise)
@@ -203,7 +202,7 @@ func (c *Coordinator) gossipConfig() GossipConfig {
 
 // serve starts the gRPC health server and the HTTP server; the returned
 // function stops both (bounded).
-func (c *Coordinator) serve(ctx context.Context, hs *health.Server, client *Client) (stop func(), err error) {
+func (c *Coordinator) serve(ctx context.Context, hs *health.Server, client *cluster.Client) (stop func(), err error) {
 	var stops []func()
 	stop = func() {
 		for i := len(stops) - 1; i >= 0; i-- {
@@ -236,6 +235,7 @@ func (c *Coordinator) serve(ctx context.Context, hs *health.Server, client *Clie
 			}
 			return false, ""
 		}, c.log) // NewDashboard names it
+		d.CheckpointRoot = c.cfg.CheckpointDir
 		mux.Handle("/", d.Handler(NewMetrics()))
 		dctx, dcancel := context.WithCancel(ctx)
 		ddone := make(chan struct{})
@@ -268,22 +268,22 @@ func (c *Coordinator) serve(ctx context.Context, hs *health.Server, client *Clie
 // that feed it.
 type loop struct {
 	c       *Coordinator
-	client  *Client
-	gossip  *Gossip
+	client  *cluster.Client
+	gossip  *cluster.Gossip
 	health  *health.Server
 	elector Elector
 	core    *Core
 
-	inputs chan Input  // from the workers/ watch
-	terms  chan Term   // from the campaign loop
-	joins  chan string // gossip addresses to join
-	events chan Event  // to the event writer
+	inputs chan Input         // from the workers/ watch
+	terms  chan Term          // from the campaign loop
+	joins  chan string        // gossip addresses to join
+	events chan cluster.Event // to the event writer
 
 	term       Term // current term, nil on a standby
 	termDone   <-chan struct{}
 	waiting    Term // a term won before the first workers snapshot
 	synced     bool // the first WorkersSnapshot was fed
-	recordedEv []Event
+	recordedEv []cluster.Event
 }
 
 func (l *loop) run(ctx context.Context) error {
@@ -339,7 +339,7 @@ func (l *loop) run(ctx context.Context) error {
 				gossipEvents = nil
 				continue
 			}
-			if ev.Kind == MemberLeave {
+			if ev.Kind == cluster.MemberLeave {
 				l.step(ctx, GossipFailed{Name: ev.Name})
 			} else {
 				l.step(ctx, GossipAlive{Name: ev.Name})
@@ -433,19 +433,16 @@ func (l *loop) step(ctx context.Context, in Input) {
 }
 
 // publish writes g to etcd if this term still leads.
-func (l *loop) publish(ctx context.Context, g Generation) error {
+func (l *loop) publish(ctx context.Context, g cluster.Generation) error {
 	if l.term == nil {
 		return ErrNotLeader
 	}
 	g.Created = time.Now()
-	k := l.client.key(KeyGeneration)
-	tctx, cancel := l.client.bounded(ctx)
-	defer cancel()
-	resp, err := l.client.cli.Txn(tctx).If(l.term.Guard()).Then(clientv3.OpPut(k, Marshal(g))).Commit()
+	won, err := l.client.PutGeneration(ctx, g, l.term.Guard())
 	if err != nil {
 		return fmt.Errorf("coordinator: publish %s: %w", g, err)
 	}
-	if !resp.Succeeded {
+	if !won {
 		return fmt.Errorf("coordinator: publish %s: %w (the election key is gone)", g, ErrNotLeader)
 	}
 	l.c.log.Info("published", zap.Stringer("generation", g), zap.String("reason", g.Reason))
@@ -464,12 +461,12 @@ func (l *loop) watchWorkers(ctx context.Context) {
 			return false
 		}
 	}
-	pfx := l.client.key(KeyWorkers)
-	l.client.follow(ctx, pfx, true,
+	pfx := l.client.Key(cluster.KeyWorkers)
+	l.client.Follow(ctx, pfx, true,
 		func(resp *clientv3.GetResponse) bool {
-			var ws []WorkerInfo
+			var ws []cluster.WorkerInfo
 			for _, kv := range resp.Kvs {
-				var w WorkerInfo
+				var w cluster.WorkerInfo
 				if err := json.Unmarshal(kv.Value, &w); err != nil {
 					l.c.log.Warn("skipping an undecodable worker registration", zap.ByteString("key", kv.Key), zap.Error(err))
 					continue
@@ -483,7 +480,7 @@ func (l *loop) watchWorkers(ctx context.Context) {
 			if ev.Type == clientv3.EventTypeDelete {
 				return send(WorkerDown{ID: id})
 			}
-			var w WorkerInfo
+			var w cluster.WorkerInfo
 			if err := json.Unmarshal(ev.Kv.Value, &w); err != nil {
 				l.c.log.Warn("skipping an undecodable worker registration", zap.String("id", id), zap.Error(err))
 				return true
@@ -496,7 +493,7 @@ func (l *loop) watchWorkers(ctx context.Context) {
 // ignores those about older generations, so replays on resync are harmless).
 func (l *loop) watchFailures(ctx context.Context) {
 	send := func(v []byte) bool {
-		var f Failure
+		var f cluster.Failure
 		if err := json.Unmarshal(v, &f); err != nil {
 			l.c.log.Warn("skipping an undecodable failure report", zap.Error(err))
 			return true
@@ -508,7 +505,7 @@ func (l *loop) watchFailures(ctx context.Context) {
 			return false
 		}
 	}
-	l.client.follow(ctx, l.client.key(KeyFailures), true,
+	l.client.Follow(ctx, l.client.Key(cluster.KeyFailures), true,
 		func(resp *clientv3.GetResponse) bool {
 			for _, kv := range resp.Kvs {
 				if !send(kv.Value) {
@@ -529,17 +526,17 @@ func (l *loop) watchFailures(ctx context.Context) {
 // it to end, campaign again. On exit it resigns, so a standby takes over at
 // once.
 func (l *loop) campaign(ctx context.Context) {
-	bo := backoff{min: 100 * time.Millisecond, max: 2 * time.Second}
+	bo := cluster.Backoff{Min: 100 * time.Millisecond, Max: 2 * time.Second}
 	for ctx.Err() == nil {
 		t, err := l.elector.Campaign(ctx, l.c.cfg.ID)
 		if err != nil {
 			if ctx.Err() == nil {
 				l.c.log.Debug("campaign failed; retrying", zap.Error(err))
-				bo.wait(ctx)
+				bo.Wait(ctx)
 			}
 			continue
 		}
-		bo.reset()
+		bo.Reset()
 		select {
 		case l.terms <- t:
 		case <-ctx.Done():
@@ -548,7 +545,7 @@ func (l *loop) campaign(ctx context.Context) {
 		case <-t.Done():
 		case <-ctx.Done():
 		}
-		rctx, cancel := l.client.bounded(context.Background())
+		rctx, cancel := l.client.Bounded(context.Background())
 		t.Resign(rctx) //nolint:errcheck // bounded; the lease expires otherwise
 		cancel()
 	}
@@ -556,7 +553,7 @@ func (l *loop) campaign(ctx context.Context) {
 
 // maybeJoin asks the join loop to contact a registered worker that gossip
 // does not know yet.
-func (l *loop) maybeJoin(w WorkerInfo) {
+func (l *loop) maybeJoin(w cluster.WorkerInfo) {
 	if w.Gossip == "" || l.gossip.Alive()[w.ID] {
 		return
 	}
@@ -577,7 +574,7 @@ func (l *loop) joinLoop(ctx context.Context) {
 		alive := l.gossip.Alive()
 		if cs, err := l.client.Coordinators(ctx); err == nil {
 			for _, ci := range cs {
-				if ci.ID != l.c.cfg.ID && ci.Gossip != "" && !alive[GossipName(ci.ID)] {
+				if ci.ID != l.c.cfg.ID && ci.Gossip != "" && !alive[cluster.GossipName(ci.ID)] {
 					out = append(out, ci.Gossip)
 				}
 			}

@@ -10,6 +10,9 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+
+	"github.com/ringtrain/ringtrain/cluster"
+	"github.com/ringtrain/ringtrain/train"
 )
 
 // runCoordinator starts a coordinator; the returned stop cancels it and
@@ -49,11 +52,11 @@ func runCoordinator(t *testing.T, cfg Config) (*Coordinator, func()) {
 // genWatcher follows a run's generations.
 type genWatcher struct {
 	t    *testing.T
-	gens <-chan Generation
-	last Generation
+	gens <-chan cluster.Generation
+	last cluster.Generation
 }
 
-func watchGens(t *testing.T, c *Client) *genWatcher {
+func watchGens(t *testing.T, c *cluster.Client) *genWatcher {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	return &genWatcher{t: t, gens: c.WatchGeneration(ctx)}
@@ -61,7 +64,7 @@ func watchGens(t *testing.T, c *Client) *genWatcher {
 
 // until waits for a generation with exactly the member IDs want, in order,
 // and checks that numbers strictly increase on the way.
-func (w *genWatcher) until(timeout time.Duration, want ...string) Generation {
+func (w *genWatcher) until(timeout time.Duration, want ...string) cluster.Generation {
 	w.t.Helper()
 	tm := time.NewTimer(timeout)
 	defer tm.Stop()
@@ -85,9 +88,9 @@ func (w *genWatcher) until(timeout time.Duration, want ...string) Generation {
 	}
 }
 
-func register(t *testing.T, c *Client, id string, ttl time.Duration) *Registration {
+func register(t *testing.T, c *cluster.Client, id string, ttl time.Duration) *cluster.Registration {
 	t.Helper()
-	r, err := c.Register(context.Background(), WorkerInfo{ID: id, Addr: "127.0.0.1:" + id, Started: time.Now()}, ttl)
+	r, err := c.Register(context.Background(), cluster.WorkerInfo{ID: id, Addr: "127.0.0.1:" + id, Started: time.Now()}, ttl)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +100,7 @@ func register(t *testing.T, c *Client, id string, ttl time.Duration) *Registrati
 
 // startRun starts an etcd and returns a client of run on it and a watcher
 // of run's generations.
-func startRun(t *testing.T, run string) (*Etcd, *Client, *genWatcher) {
+func startRun(t *testing.T, run string) (*cluster.Etcd, *cluster.Client, *genWatcher) {
 	t.Helper()
 	e := startEtcd(t)
 	cl := newTestClient(t, e, run)
@@ -161,7 +164,7 @@ func TestCoordinatorCrashFailover(t *testing.T) {
 	run := "crash"
 	e, cl, gens := startRun(t, run)
 	cfg1 := TestConfig(e.Endpoints(), run, "c1")
-	crash := &crashElector{EtcdElector: EtcdElector{Client: NewClient(newEtcdClient(t, e.Endpoints()), run, nil), TTL: time.Second}}
+	crash := &crashElector{EtcdElector: EtcdElector{Client: cluster.NewClient(newEtcdClient(t, e.Endpoints()), run, nil), TTL: time.Second}}
 	cfg1.Elector = crash
 	c1, _ := runCoordinator(t, cfg1)
 	waitFor(t, 10*time.Second, "c1 leads", c1.IsLeader)
@@ -258,7 +261,7 @@ func TestCoordinatorBounds(t *testing.T) {
 	w4.Close()
 	gens.until(10*time.Second, "w1", "w2")
 	// Below MinWorkers: the run waits with an empty ring.
-	if resp, err := cl.Etcd().Delete(context.Background(), Key(run, KeyWorkers+"w2")); err != nil || resp.Deleted != 1 {
+	if resp, err := cl.Etcd().Delete(context.Background(), cluster.Key(run, cluster.KeyWorkers+"w2")); err != nil || resp.Deleted != 1 {
 		t.Fatalf("delete w2: %v %v", resp, err)
 	}
 	g := gens.until(10 * time.Second)
@@ -278,9 +281,9 @@ func TestCoordinatorGossipExclusion(t *testing.T) {
 	if err != nil || len(coords) != 1 || coords[0].Gossip == "" {
 		t.Fatalf("coordinators %+v %v", coords, err)
 	}
-	var gs []*Gossip
+	var gs []*cluster.Gossip
 	for _, id := range []string{"w1", "w2"} {
-		g, err := NewGossip(GossipConfig{Name: id, BindAddr: "127.0.0.1", Fast: true})
+		g, err := cluster.NewGossip(cluster.GossipConfig{Name: id, BindAddr: "127.0.0.1", Fast: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -289,7 +292,7 @@ func TestCoordinatorGossipExclusion(t *testing.T) {
 			t.Fatal(err)
 		}
 		gs = append(gs, g)
-		r, err := cl.Register(context.Background(), WorkerInfo{ID: id, Addr: "127.0.0.1:" + id, Gossip: g.Addr(), Started: time.Now()}, time.Minute)
+		r, err := cl.Register(context.Background(), cluster.WorkerInfo{ID: id, Addr: "127.0.0.1:" + id, Gossip: g.Addr(), Started: time.Now()}, time.Minute)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -297,7 +300,7 @@ func TestCoordinatorGossipExclusion(t *testing.T) {
 	}
 	gens.until(10*time.Second, "w1", "w2")
 	start := time.Now()
-	gs[1].shutdown() // w2 crashes; its lease lives on for a minute
+	gs[1].Shutdown() // w2 crashes; its lease lives on for a minute
 	gens.until(10*time.Second, "w1")
 	t.Logf("gossip failure to new generation: %v", time.Since(start).Round(time.Millisecond))
 	if ws, _ := cl.Workers(context.Background()); len(ws) != 2 {
@@ -322,7 +325,7 @@ func TestCoordinatorExitsWhenDone(t *testing.T) {
 	ctx := testCtx(t, 20*time.Second)
 	go func() { errc <- c.Run(ctx) }()
 	waitFor(t, 10*time.Second, "c1 leads", c.IsLeader)
-	if err := cl.MarkDone(ctx, trainSummary(5)); err != nil {
+	if err := cl.MarkDone(ctx, train.Summary{Step: 5}); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -385,7 +388,7 @@ func TestCoordinatorRingFailure(t *testing.T) {
 	register(t, cl, "w2", 10*time.Second)
 	g := gens.until(10*time.Second, "w1", "w2")
 	ctx := testCtx(t, 10*time.Second)
-	if err := cl.ReportFailure(ctx, Failure{Reporter: "w1", Gen: g.Gen, Suspect: "w2", Error: "recv chunk 1 from rank 1: timeout"}); err != nil {
+	if err := cl.ReportFailure(ctx, cluster.Failure{Reporter: "w1", Gen: g.Gen, Suspect: "w2", Error: "recv chunk 1 from rank 1: timeout"}); err != nil {
 		t.Fatal(err)
 	}
 	g2 := gens.until(10*time.Second, "w1", "w2")
@@ -393,7 +396,7 @@ func TestCoordinatorRingFailure(t *testing.T) {
 		t.Fatalf("after a failure report: %s, want gen %d", g2, g.Gen+1)
 	}
 	// Reports about the old generation change nothing.
-	if err := cl.ReportFailure(ctx, Failure{Reporter: "w2", Gen: g.Gen}); err != nil {
+	if err := cl.ReportFailure(ctx, cluster.Failure{Reporter: "w2", Gen: g.Gen}); err != nil {
 		t.Fatal(err)
 	}
 	select {

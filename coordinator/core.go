@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/ringtrain/ringtrain/cluster"
 )
 
 // The coordinator core is a deterministic state machine: the driver feeds it
@@ -43,14 +45,14 @@ import (
 type Input interface{ input() }
 
 // WorkerUp: workers/<id> was put (registered, or re-registered).
-type WorkerUp struct{ Info WorkerInfo }
+type WorkerUp struct{ Info cluster.WorkerInfo }
 
 // WorkerDown: workers/<id> was deleted (lease revoked or expired).
 type WorkerDown struct{ ID string }
 
 // WorkersSnapshot replaces the whole registered set (the driver's first read
 // of workers/, and rereads after a watch lost its place).
-type WorkersSnapshot struct{ Workers []WorkerInfo }
+type WorkersSnapshot struct{ Workers []cluster.WorkerInfo }
 
 // GossipFailed: gossip declared the member dead or saw it leave.
 type GossipFailed struct{ Name string }
@@ -59,12 +61,12 @@ type GossipFailed struct{ Name string }
 type GossipAlive struct{ Name string }
 
 // RingFailed: a member reported that a collective of a generation failed.
-type RingFailed struct{ Failure Failure }
+type RingFailed struct{ Failure cluster.Failure }
 
 // BecameLeader: this coordinator won the election; Current is the
 // generation stored in etcd (Found false when none was ever published).
 type BecameLeader struct {
-	Current Generation
+	Current cluster.Generation
 	Found   bool
 }
 
@@ -90,10 +92,10 @@ type Action interface{ action() }
 // PublishGeneration: write Gen to etcd, guarded by leadership. The driver
 // stamps Created. If the write fails the driver must end the term (the
 // next leader rereads etcd), so numbers never repeat.
-type PublishGeneration struct{ Gen Generation }
+type PublishGeneration struct{ Gen cluster.Generation }
 
 // RecordEvent: append Event to the run's event log. The driver stamps Time.
-type RecordEvent struct{ Event Event }
+type RecordEvent struct{ Event cluster.Event }
 
 func (PublishGeneration) action() {}
 func (RecordEvent) action()       {}
@@ -120,7 +122,7 @@ type CoreConfig struct {
 type Core struct {
 	cfg CoreConfig
 
-	registered map[string]WorkerInfo
+	registered map[string]cluster.WorkerInfo
 	// failed marks gossip failures: name → the Started of the registration
 	// gossip declared failed (zero if it was not registered then).
 	failed map[string]time.Time
@@ -129,7 +131,7 @@ type Core struct {
 	// The last published generation (or the one found in etcd).
 	gen     uint64
 	found   bool // a generation exists in etcd
-	members []Member
+	members []cluster.Member
 	started map[string]time.Time // members' Started when published
 	order   []string             // seating order of the last ring, before the MinWorkers rule
 	pending int                  // ticks until a debounced publish; 0: none scheduled
@@ -152,20 +154,20 @@ func NewCore(cfg CoreConfig) *Core {
 	if cfg.MinWorkers < 1 {
 		cfg.MinWorkers = 1
 	}
-	return &Core{cfg: cfg, registered: map[string]WorkerInfo{}, failed: map[string]time.Time{}, started: map[string]time.Time{}}
+	return &Core{cfg: cfg, registered: map[string]cluster.WorkerInfo{}, failed: map[string]time.Time{}, started: map[string]time.Time{}}
 }
 
 // IsLeader reports whether the core acts.
 func (c *Core) IsLeader() bool { return c.leader }
 
 // Generation is the last generation published (or found) while leading.
-func (c *Core) Generation() (Generation, bool) {
-	return Generation{Gen: c.gen, Members: slices.Clone(c.members), Leader: c.cfg.ID}, c.found
+func (c *Core) Generation() (cluster.Generation, bool) {
+	return cluster.Generation{Gen: c.gen, Members: slices.Clone(c.members), Leader: c.cfg.ID}, c.found
 }
 
 // Registered are the registered workers by ID, with whether gossip marks
 // each failed.
-func (c *Core) Registered() (workers []WorkerInfo, failed map[string]bool) {
+func (c *Core) Registered() (workers []cluster.WorkerInfo, failed map[string]bool) {
 	failed = map[string]bool{}
 	for id, w := range c.registered {
 		workers = append(workers, w)
@@ -234,7 +236,7 @@ func (c *Core) Step(in Input) []Action {
 		if f.Suspect != "" {
 			detail += " (suspect " + f.Suspect + ")"
 		}
-		acts = append(acts, RecordEvent{Event: Event{Kind: "failed", Who: f.Reporter, Gen: f.Gen, Detail: detail}})
+		acts = append(acts, RecordEvent{Event: cluster.Event{Kind: "failed", Who: f.Reporter, Gen: f.Gen, Detail: detail}})
 		c.changes = append(c.changes, fmt.Sprintf("gen %d failed on %s", f.Gen, f.Reporter))
 		if c.pending == 0 {
 			c.pending = c.cfg.FailureDelayTicks
@@ -255,7 +257,7 @@ func (c *Core) Step(in Input) []Action {
 			c.order = append(c.order, m.ID)
 		}
 		c.pending, c.waited, c.changes, c.force = 0, 0, nil, false
-		acts = append(acts, RecordEvent{Event: Event{Kind: "leader", Who: c.cfg.ID, Gen: c.gen,
+		acts = append(acts, RecordEvent{Event: cluster.Event{Kind: "leader", Who: c.cfg.ID, Gen: c.gen,
 			Detail: fmt.Sprintf("leading from %s", in.Current)}})
 		if !c.found || c.differs() {
 			c.changes = append(c.changes, "new leader "+c.cfg.ID)
@@ -309,7 +311,7 @@ func (c *Core) event(acts []Action, kind, who, detail, change string) []Action {
 		change = kind + " " + who
 	}
 	c.changes = append(c.changes, change)
-	return append(acts, RecordEvent{Event: Event{Kind: kind, Who: who, Gen: c.gen, Detail: detail}})
+	return append(acts, RecordEvent{Event: cluster.Event{Kind: kind, Who: who, Gen: c.gen, Detail: detail}})
 }
 
 // schedule (re)starts the debounce countdown.
@@ -319,8 +321,8 @@ func (c *Core) schedule() {
 
 // desired is the ring the rules give now, and the seating order before the
 // MinWorkers rule.
-func (c *Core) desired() (ring []Member, seated []string) {
-	eligible := map[string]WorkerInfo{}
+func (c *Core) desired() (ring []cluster.Member, seated []string) {
+	eligible := map[string]cluster.WorkerInfo{}
 	for id, w := range c.registered {
 		if !c.isFailed(id) {
 			eligible[id] = w
@@ -335,7 +337,7 @@ func (c *Core) desired() (ring []Member, seated []string) {
 	if c.cfg.MaxWorkers > 0 && len(seated) > c.cfg.MaxWorkers {
 		seated = seated[:c.cfg.MaxWorkers]
 	}
-	newcomers := make([]WorkerInfo, 0, len(eligible))
+	newcomers := make([]cluster.WorkerInfo, 0, len(eligible))
 	for _, w := range eligible {
 		newcomers = append(newcomers, w)
 	}
@@ -355,9 +357,9 @@ func (c *Core) desired() (ring []Member, seated []string) {
 	if len(seated) < c.cfg.MinWorkers {
 		return nil, seated
 	}
-	ring = make([]Member, len(seated))
+	ring = make([]cluster.Member, len(seated))
 	for i, id := range seated {
-		ring[i] = Member{ID: id, Addr: c.registered[id].Addr}
+		ring[i] = cluster.Member{ID: id, Addr: c.registered[id].Addr}
 	}
 	return ring, seated
 }
@@ -394,9 +396,9 @@ func (c *Core) publish() []Action {
 		}
 		reason += fmt.Sprintf("waiting: %d of %d workers", len(seated), c.cfg.MinWorkers)
 	}
-	g := Generation{Gen: c.gen, Members: slices.Clone(ring), Reason: reason, Leader: c.cfg.ID}
+	g := cluster.Generation{Gen: c.gen, Members: slices.Clone(ring), Reason: reason, Leader: c.cfg.ID}
 	return []Action{
 		PublishGeneration{Gen: g},
-		RecordEvent{Event: Event{Kind: "generation", Who: c.cfg.ID, Gen: c.gen, Detail: g.String() + ": " + reason}},
+		RecordEvent{Event: cluster.Event{Kind: "generation", Who: c.cfg.ID, Gen: c.gen, Detail: g.String() + ": " + reason}},
 	}
 }

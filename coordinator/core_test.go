@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ringtrain/ringtrain/cluster"
 )
 
 var rewrite = flag.Bool("rewrite", false, "rewrite testdata/*.txt transcripts with the actual output")
@@ -104,18 +106,18 @@ func replay(t *testing.T, script string) string {
 			if addr == "" {
 				addr = pos[0] + ":7000"
 			}
-			acts = core.Step(WorkerUp{Info: WorkerInfo{ID: pos[0], Addr: addr, Started: time.Unix(int64(num("started", 1)), 0)}})
+			acts = core.Step(WorkerUp{Info: cluster.WorkerInfo{ID: pos[0], Addr: addr, Started: time.Unix(int64(num("started", 1)), 0)}})
 		case "down":
 			acts = core.Step(WorkerDown{ID: pos[0]})
 		case "snapshot":
-			var ws []WorkerInfo
+			var ws []cluster.WorkerInfo
 			for _, p := range pos {
 				id, st, _ := strings.Cut(p, "@")
 				n := 1
 				if st != "" {
 					n, _ = strconv.Atoi(st)
 				}
-				ws = append(ws, WorkerInfo{ID: id, Addr: id + ":7000", Started: time.Unix(int64(n), 0)})
+				ws = append(ws, cluster.WorkerInfo{ID: id, Addr: id + ":7000", Started: time.Unix(int64(n), 0)})
 			}
 			acts = core.Step(WorkersSnapshot{Workers: ws})
 		case "failed":
@@ -130,13 +132,13 @@ func replay(t *testing.T, script string) string {
 				in.Current.Gen = n
 				if m := kv["members"]; m != "" {
 					for _, id := range strings.Split(m, ",") {
-						in.Current.Members = append(in.Current.Members, Member{ID: id, Addr: id + ":7000"})
+						in.Current.Members = append(in.Current.Members, cluster.Member{ID: id, Addr: id + ":7000"})
 					}
 				}
 			}
 			acts = core.Step(in)
 		case "ringfail":
-			acts = core.Step(RingFailed{Failure: Failure{Reporter: pos[0], Gen: uint64(num("gen", 0)), Suspect: kv["suspect"], Error: "recv timeout"}})
+			acts = core.Step(RingFailed{Failure: cluster.Failure{Reporter: pos[0], Gen: uint64(num("gen", 0)), Suspect: kv["suspect"], Error: "recv timeout"}})
 		case "lost":
 			acts = core.Step(LostLeadership{})
 		case "tick":

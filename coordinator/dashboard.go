@@ -5,7 +5,6 @@ import (
 	"context"
 	"embed"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io/fs"
 	"net/http"
@@ -20,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ringtrain/ringtrain/checkpoint"
+	"github.com/ringtrain/ringtrain/cluster"
 	"github.com/ringtrain/ringtrain/train"
 )
 
@@ -40,33 +40,6 @@ const (
 	DashboardEvents = 50
 )
 
-// Run states of a Snapshot.
-const (
-	RunWaiting  = "waiting"  // no ring yet (too few workers, or no spec)
-	RunTraining = "training" // a generation with members trains
-	RunDone     = "done"     // the run finished
-)
-
-// Member states of a MemberStatus.
-const (
-	MemberRing    = "ring"    // in the current generation and registered
-	MemberStandby = "standby" // registered, not in the current generation
-	MemberFailed  = "failed"  // in the current generation, registration gone
-)
-
-// MemberStatus is one worker as the dashboard shows it.
-type MemberStatus struct {
-	ID string `json:"id"`
-	// Rank in the current generation; -1 outside it.
-	Rank  int    `json:"rank"`
-	State string `json:"state"`
-	// Addr is the gRPC address (from the registration, else the ring).
-	Addr string `json:"addr,omitempty"`
-	// HTTP is the worker's metrics address, if it serves one.
-	HTTP    string    `json:"http,omitempty"`
-	Started time.Time `json:"started,omitzero"`
-}
-
 // ProgressPoint is one point of the dashboard's curves.
 type ProgressPoint struct {
 	Step int64   `json:"step"`
@@ -78,34 +51,18 @@ type ProgressPoint struct {
 	Time          time.Time `json:"time,omitzero"`
 }
 
-// Snapshot is the run as the dashboard shows it, read from etcd.
+// Snapshot is the run as the dashboard shows it: the run's state read
+// from etcd (cluster.ReadSnapshot, with DashboardEvents events) and what
+// this process adds to it. Its JSON is one flat object.
 type Snapshot struct {
-	Run string `json:"run"`
-	// State is RunWaiting, RunTraining or RunDone.
-	State string `json:"state"`
-	// Leader is the leading coordinator's ID ("" when none).
-	Leader string `json:"leader,omitempty"`
+	cluster.Snapshot
 	// IsLeader: this process leads.
-	IsLeader   bool       `json:"is_leader"`
-	Spec       *RunSpec   `json:"spec,omitempty"`
-	Generation Generation `json:"generation"`
-	// Members are the current ring in rank order (including failed
-	// members), then the standby workers by ID.
-	Members      []MemberStatus    `json:"members"`
-	Workers      []WorkerInfo      `json:"workers"`
-	Coordinators []CoordinatorInfo `json:"coordinators"`
-	Progress     *Progress         `json:"progress,omitempty"`
-	Checkpoint   *CheckpointRef    `json:"checkpoint,omitempty"`
-	// Events are the newest DashboardEvents events, newest first.
-	Events []Event        `json:"events"`
-	Done   *train.Summary `json:"done,omitempty"`
+	IsLeader bool `json:"is_leader"`
 	// History is the loss and accuracy curve: the published progress
 	// accumulated over time (one point per step seen, rewound when the
 	// ring rolls back to a checkpoint), seeded from the first readable
 	// checkpoint manifest's history when this process started mid-run.
 	History []ProgressPoint `json:"history"`
-	// Time is when the snapshot was read from etcd.
-	Time time.Time `json:"time"`
 	// Stale: the last read failed (Error says why); the rest is the last
 	// good read.
 	Stale bool   `json:"stale,omitempty"`
@@ -116,7 +73,13 @@ type Snapshot struct {
 // JSON and Prometheus metrics. Create it with NewDashboard, run Run in a
 // goroutine and mount Handler.
 type Dashboard struct {
-	client      *Client
+	// CheckpointRoot is the checkpoint root on this machine (the workers'
+	// shared volume), if it has one: the dashboard then shows where the
+	// latest checkpoint lies and seeds its curves from its manifest. Set it
+	// before Run.
+	CheckpointRoot string
+
+	client      *cluster.Client
 	isLeader    func() (bool, string)
 	log         *zap.Logger
 	pollTimeout time.Duration
@@ -133,9 +96,8 @@ type Dashboard struct {
 
 // NewDashboard is a dashboard of run's state. isLeader, if not nil,
 // reports whether this process leads and, if it knows, the leader's ID
-// (when it does not, the dashboard reads the election from etcd).
-// log may be nil.
-func NewDashboard(run *Client, isLeader func() (bool, string), log *zap.Logger) *Dashboard {
+// (which then wins over the election read from etcd). log may be nil.
+func NewDashboard(run *cluster.Client, isLeader func() (bool, string), log *zap.Logger) *Dashboard {
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -144,7 +106,7 @@ func NewDashboard(run *Client, isLeader func() (bool, string), log *zap.Logger) 
 		isLeader:    isLeader,
 		log:         log.Named("dashboard"),
 		pollTimeout: 3 * time.Second,
-		snap:        Snapshot{Run: run.Run(), State: RunWaiting, Stale: true, Error: "not read from etcd yet"},
+		snap:        Snapshot{Snapshot: cluster.Snapshot{Run: run.Run(), State: cluster.RunWaiting}, Stale: true, Error: "not read from etcd yet"},
 		maxPoint:    MaxHistoryPoints,
 	}
 }
@@ -173,8 +135,8 @@ func (d *Dashboard) Poll(ctx context.Context) error {
 	rctx, cancel := context.WithTimeout(ctx, d.pollTimeout)
 	s, err := d.read(rctx)
 	cancel()
-	if err == nil && s.Checkpoint != nil {
-		d.seed(s.Checkpoint.Dir)
+	if err == nil && s.Checkpoint != nil && d.CheckpointRoot != "" {
+		d.seed(s.CheckpointPath)
 	}
 
 	d.mu.Lock()
@@ -209,86 +171,21 @@ func (d *Dashboard) Poll(ctx context.Context) error {
 
 // read builds a snapshot (without History) from etcd.
 func (d *Dashboard) read(ctx context.Context) (Snapshot, error) {
-	c := d.client
-	s := Snapshot{Run: c.Run(), Time: time.Now()}
-	if spec, err := c.Spec(ctx); err == nil {
-		s.Spec = &spec
-	} else if !errors.Is(err, ErrNoSpec) {
-		return s, err
-	}
-	g, _, err := c.Generation(ctx)
+	cs, err := cluster.ReadSnapshot(ctx, d.client, DashboardEvents)
+	s := Snapshot{Snapshot: cs}
 	if err != nil {
 		return s, err
 	}
-	s.Generation = g
-	if s.Workers, err = c.Workers(ctx); err != nil {
-		return s, err
-	}
-	if s.Coordinators, err = c.Coordinators(ctx); err != nil {
-		return s, err
-	}
-	if p, ok, err := c.Progress(ctx); err != nil {
-		return s, err
-	} else if ok {
-		s.Progress = &p
-	}
-	if ref, ok, err := c.LatestCheckpoint(ctx); err != nil {
-		return s, err
-	} else if ok {
-		s.Checkpoint = &ref
-	}
-	if s.Events, err = c.Events(ctx, DashboardEvents); err != nil {
-		return s, err
-	}
-	slices.Reverse(s.Events)
-	if sum, ok, err := c.Done(ctx); err != nil {
-		return s, err
-	} else if ok {
-		s.Done = &sum
-	}
 	if d.isLeader != nil {
-		s.IsLeader, s.Leader = d.isLeader()
-	}
-	if s.Leader == "" {
-		if s.Leader, _, err = c.Leader(ctx); err != nil {
-			return s, err
+		var leader string
+		if s.IsLeader, leader = d.isLeader(); leader != "" {
+			s.Leader = leader
 		}
 	}
-	s.Members = memberStatuses(s.Generation, s.Workers)
-	switch {
-	case s.Done != nil:
-		s.State = RunDone
-	case len(s.Generation.Members) > 0:
-		s.State = RunTraining
-	default:
-		s.State = RunWaiting
+	if s.Checkpoint != nil && d.CheckpointRoot != "" {
+		s.CheckpointPath = s.Checkpoint.Path(d.CheckpointRoot)
 	}
 	return s, nil
-}
-
-// memberStatuses lists the ring in rank order, then the standby workers.
-func memberStatuses(g Generation, ws []WorkerInfo) []MemberStatus {
-	reg := make(map[string]WorkerInfo, len(ws))
-	for _, w := range ws {
-		reg[w.ID] = w
-	}
-	out := make([]MemberStatus, 0, max(len(ws), len(g.Members)))
-	for rank, m := range g.Members {
-		ms := MemberStatus{ID: m.ID, Rank: rank, State: MemberFailed, Addr: m.Addr}
-		if w, ok := reg[m.ID]; ok {
-			ms.State, ms.HTTP, ms.Started = MemberRing, w.HTTP, w.Started
-			ms.Addr = cmp.Or(w.Addr, m.Addr)
-		}
-		out = append(out, ms)
-	}
-	var standby []MemberStatus
-	for _, w := range ws {
-		if g.Rank(w.ID) < 0 {
-			standby = append(standby, MemberStatus{ID: w.ID, Rank: -1, State: MemberStandby, Addr: w.Addr, HTTP: w.HTTP, Started: w.Started})
-		}
-	}
-	slices.SortFunc(standby, func(a, b MemberStatus) int { return cmp.Compare(a.ID, b.ID) })
-	return append(out, standby...)
 }
 
 // addPoint appends p to the history: a repeated step replaces the last
@@ -323,7 +220,8 @@ func thinHistory(pts []ProgressPoint, max int) []ProgressPoint {
 }
 
 // seed prepends the history stored in the manifest of the checkpoint in
-// dir (readable when this process shares the checkpoint file system), so
+// dir (the published checkpoint under the run spec's checkpoint root,
+// readable when this process shares the checkpoint file system), so
 // a coordinator that starts mid-run shows the whole curve. Best effort:
 // each checkpoint is tried once.
 func (d *Dashboard) seed(dir string) {

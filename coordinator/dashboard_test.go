@@ -21,42 +21,9 @@ import (
 	"time"
 
 	"github.com/ringtrain/ringtrain/checkpoint"
+	"github.com/ringtrain/ringtrain/cluster"
 	"github.com/ringtrain/ringtrain/train"
 )
-
-func TestDashboardMemberStatuses(t *testing.T) {
-	w := func(id string) WorkerInfo { return WorkerInfo{ID: id, Addr: id + ":1"} }
-	gen := Generation{Gen: 3, Members: []Member{{ID: "c", Addr: "c:0"}, {ID: "a", Addr: "a:0"}, {ID: "b", Addr: "b:0"}}}
-	for _, tc := range []struct {
-		name    string
-		g       Generation
-		workers []WorkerInfo
-		want    string // id/rank/state ...
-	}{
-		{"empty", Generation{}, nil, ""},
-		{"waiting", Generation{}, []WorkerInfo{w("b"), w("a")}, "a/-1/standby b/-1/standby"},
-		{"ring in rank order", gen, []WorkerInfo{w("a"), w("b"), w("c")}, "c/0/ring a/1/ring b/2/ring"},
-		{"standby after the ring", gen, []WorkerInfo{w("z"), w("a"), w("b"), w("c"), w("d")}, "c/0/ring a/1/ring b/2/ring d/-1/standby z/-1/standby"},
-		{"unregistered member failed", gen, []WorkerInfo{w("a"), w("c")}, "c/0/ring a/1/ring b/2/failed"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var got []string
-			for _, m := range memberStatuses(tc.g, tc.workers) {
-				got = append(got, fmt.Sprintf("%s/%d/%s", m.ID, m.Rank, m.State))
-				wantAddr := m.ID + ":1"
-				if m.State == MemberFailed {
-					wantAddr = m.ID + ":0"
-				}
-				if m.Addr != wantAddr {
-					t.Errorf("%s: addr %q, want %q", m.ID, m.Addr, wantAddr)
-				}
-			}
-			if s := strings.Join(got, " "); s != tc.want {
-				t.Errorf("got %q, want %q", s, tc.want)
-			}
-		})
-	}
-}
 
 func TestDashboardHistoryPoints(t *testing.T) {
 	d := &Dashboard{maxPoint: 8}
@@ -88,15 +55,16 @@ func TestDashboardHistoryPoints(t *testing.T) {
 }
 
 // dashFixture is a run in etcd with a spec, a 3-member generation, a
-// standby worker, a coordinator, events, a checkpoint whose manifest holds
-// the history of steps 0..40, and progress from step 60 to 200, polled into
+// standby worker, a coordinator, events, a checkpoint (named relative to
+// the spec's checkpoint root) whose manifest holds the history of steps 0..40, and progress from step 60 to 200, polled into
 // a dashboard served over HTTP.
 type dashFixture struct {
-	c   *Client
-	d   *Dashboard
-	m   *Metrics
-	srv *httptest.Server
-	ctx context.Context
+	c    *cluster.Client
+	d    *Dashboard
+	m    *Metrics
+	srv  *httptest.Server
+	ctx  context.Context
+	root string // the checkpoint root
 }
 
 func newDashFixture(t *testing.T) *dashFixture {
@@ -111,15 +79,17 @@ func newDashFixture(t *testing.T) *dashFixture {
 			t.Fatal(err)
 		}
 	}
-	_, err := c.PutSpecIfAbsent(ctx, testSpec(2, 3))
+	spec := testSpec(2, 3)
+	root := t.TempDir()
+	_, err := c.PutSpecIfAbsent(ctx, spec)
 	must(err)
 	for i, id := range []string{"w1", "w2", "w3", "w4"} {
-		must(c.put(ctx, KeyWorkers+id, WorkerInfo{ID: id, Addr: fmt.Sprintf("10.0.0.%d:7070", i+1), Started: now.Add(-time.Hour)}))
+		must(put(ctx, c, cluster.KeyWorkers+id, cluster.WorkerInfo{ID: id, Addr: fmt.Sprintf("10.0.0.%d:7070", i+1), Started: now.Add(-time.Hour)}))
 	}
-	must(c.put(ctx, KeyCoordinators+"coord-a", CoordinatorInfo{ID: "coord-a", HTTP: "10.0.0.9:8080", Started: now}))
-	must(c.put(ctx, KeyGeneration, Generation{Gen: 7, Reason: "w3 joined", Leader: "coord-a", Created: now,
-		Members: []Member{{ID: "w3", Addr: "10.0.0.3:7070"}, {ID: "w1", Addr: "10.0.0.1:7070"}, {ID: "w2", Addr: "10.0.0.2:7070"}}}))
-	for i, ev := range []Event{
+	must(put(ctx, c, cluster.KeyCoordinators+"coord-a", cluster.CoordinatorInfo{ID: "coord-a", HTTP: "10.0.0.9:8080", Started: now}))
+	must(put(ctx, c, cluster.KeyGeneration, cluster.Generation{Gen: 7, Reason: "w3 joined", Leader: "coord-a", Created: now,
+		Members: []cluster.Member{{ID: "w3", Addr: "10.0.0.3:7070"}, {ID: "w1", Addr: "10.0.0.1:7070"}, {ID: "w2", Addr: "10.0.0.2:7070"}}}))
+	for i, ev := range []cluster.Event{
 		{Kind: "leader", Who: "coord-a", Gen: 6},
 		{Kind: "joined", Who: "w1", Gen: 6}, {Kind: "joined", Who: "w2", Gen: 6}, {Kind: "joined", Who: "w3", Gen: 6},
 		{Kind: "generation", Who: "coord-a", Gen: 7, Detail: "gen 7 [w3 w1 w2]: w3 joined"},
@@ -137,17 +107,18 @@ func newDashFixture(t *testing.T) *dashFixture {
 	metrics, err := json.Marshal(h)
 	must(err)
 	tensors := checkpoint.ModelTensors([]int{2, 2}, make([]float32, 6))
-	dir, err := checkpoint.Save(t.TempDir(), checkpoint.Manifest{Step: 40, Metrics: metrics}, tensors, tensors)
+	dir, err := checkpoint.Save(root, checkpoint.Manifest{Step: 40, Metrics: metrics}, tensors, tensors)
 	must(err)
-	_, err = c.PublishCheckpoint(ctx, CheckpointRef{Step: 40, Dir: dir, Gen: 7, Time: now.Add(-30 * time.Second)})
+	_, err = c.PublishCheckpoint(ctx, cluster.CheckpointRef{Step: 40, Dir: filepath.Base(dir), Gen: 7, Time: now.Add(-30 * time.Second)})
 	must(err)
 
 	d := NewDashboard(c, func() (bool, string) { return true, "coord-a" }, nil)
+	d.CheckpointRoot = root
 	m := NewMetrics()
 	srv := httptest.NewServer(d.Handler(m))
 	t.Cleanup(srv.Close)
 	for s := int64(60); s <= 200; s += 20 {
-		p := Progress{Gen: 7, Step: s, TotalSteps: 400, Epoch: int(s / 100), Loss: 2 * math.Exp(-float64(s)/150),
+		p := cluster.Progress{Gen: 7, Step: s, TotalSteps: 400, Epoch: int(s / 100), Loss: 2 * math.Exp(-float64(s)/150),
 			SamplesPerSec: 12345, Workers: 3, Time: time.Now()}
 		if s >= 100 {
 			p.TestLoss, p.TestAccuracy = 1.2, 0.5+float64(s)/500
@@ -155,7 +126,7 @@ func newDashFixture(t *testing.T) *dashFixture {
 		must(c.PublishProgress(ctx, p))
 		must(d.Poll(ctx))
 	}
-	return &dashFixture{c: c, d: d, m: m, srv: srv, ctx: ctx}
+	return &dashFixture{c: c, d: d, m: m, srv: srv, ctx: ctx, root: root}
 }
 
 func (f *dashFixture) get(t *testing.T, path string) (string, http.Header) {
@@ -205,7 +176,7 @@ func TestDashboardHTTP(t *testing.T) {
 	f := newDashFixture(t)
 
 	s := f.snapshot(t)
-	if s.Run != "dash" || s.State != RunTraining || s.Leader != "coord-a" || !s.IsLeader || s.Stale || s.Spec == nil {
+	if s.Run != "dash" || s.State != cluster.RunTraining || s.Leader != "coord-a" || !s.IsLeader || s.Stale || s.Spec == nil {
 		t.Errorf("snapshot header: run %q state %q leader %q is_leader %v stale %v (%s) spec %v",
 			s.Run, s.State, s.Leader, s.IsLeader, s.Stale, s.Error, s.Spec != nil)
 	}
@@ -221,6 +192,9 @@ func TestDashboardHTTP(t *testing.T) {
 	}
 	if s.Progress == nil || s.Progress.Step != 200 || s.Checkpoint == nil || s.Checkpoint.Step != 40 {
 		t.Errorf("progress %+v checkpoint %+v", s.Progress, s.Checkpoint)
+	}
+	if want := filepath.Join(f.root, checkpoint.DirName(40)); s.CheckpointPath != want {
+		t.Errorf("checkpoint path %q, want %q", s.CheckpointPath, want)
 	}
 	if len(s.Events) != 5 || s.Events[0].Kind != "generation" || s.Events[4].Kind != "leader" {
 		t.Errorf("events (want 5, newest first): %+v", s.Events)
@@ -308,10 +282,10 @@ func TestDashboardRunRestartsAndStale(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-stopped })
 
 	// A worker restarts (new start time) and the ring moves on.
-	if err := f.c.put(f.ctx, KeyWorkers+"w1", WorkerInfo{ID: "w1", Addr: "10.0.0.1:7070", Started: time.Now()}); err != nil {
+	if err := put(f.ctx, f.c, cluster.KeyWorkers+"w1", cluster.WorkerInfo{ID: "w1", Addr: "10.0.0.1:7070", Started: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.c.PublishProgress(f.ctx, Progress{Gen: 7, Step: 220, TotalSteps: 400, Loss: 0.5, Time: time.Now()}); err != nil {
+	if err := f.c.PublishProgress(f.ctx, cluster.Progress{Gen: 7, Step: 220, TotalSteps: 400, Loss: 0.5, Time: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(20 * time.Second)
@@ -350,8 +324,8 @@ func TestDashboardRunRestartsAndStale(t *testing.T) {
 	}
 }
 
-// chromiumPath finds Debian's chromium; the test is skipped without it
-// outside CI.
+// chromiumPath finds Debian's chromium; without it the test is skipped,
+// except in CI ($CI set), where it fails.
 func chromiumPath(t *testing.T) string {
 	t.Helper()
 	for _, name := range []string{"chromium", "chromium-browser"} {
@@ -359,10 +333,7 @@ func chromiumPath(t *testing.T) string {
 			return p
 		}
 	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("chromium is not installed; CI needs Debian's chromium package (apt-get install -y chromium)")
-	}
-	t.Skip("chromium is not installed (apt-get install -y chromium)")
+	missingTool(t, "chromium is not installed to load the dashboard", "apt-get install -y chromium")
 	return ""
 }
 
@@ -459,7 +430,7 @@ func TestDashboardChromium(t *testing.T) {
 	}
 
 	// w2 dies and the run finishes: the page follows.
-	if _, err := f.c.Etcd().Delete(f.ctx, Key("dash", KeyWorkers+"w2")); err != nil {
+	if _, err := f.c.Etcd().Delete(f.ctx, cluster.Key("dash", cluster.KeyWorkers+"w2")); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.c.MarkDone(f.ctx, train.Summary{Step: 400, Epoch: 4, TrainLoss: 0.21, TestLoss: 0.3, TestAccuracy: 0.93, Seconds: 61, Workers: 3}); err != nil {

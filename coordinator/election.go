@@ -8,6 +8,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/ringtrain/ringtrain/cluster"
 )
 
 // Elector campaigns for the leadership of a run. The driver depends on this
@@ -33,7 +35,7 @@ type Term interface {
 // EtcdElector is the Elector over etcd's concurrency.Session and
 // concurrency.Election under the run's election/ prefix.
 type EtcdElector struct {
-	Client *Client
+	Client *cluster.Client
 	// TTL is the session lease's TTL: how long a crashed leader keeps the
 	// leadership (rounded up to whole seconds).
 	TTL time.Duration
@@ -46,20 +48,20 @@ func (e *EtcdElector) Campaign(ctx context.Context, id string) (Term, error) {
 	c := e.Client
 	// Grant the lease ourselves, bounded: NewSession would grant it without
 	// a deadline.
-	gctx, cancel := c.bounded(ctx)
-	g, err := c.cli.Grant(gctx, ttlSeconds(e.TTL))
+	gctx, cancel := c.Bounded(ctx)
+	g, err := c.Etcd().Grant(gctx, cluster.TTLSeconds(e.TTL))
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: campaign: grant session lease: %w", err)
 	}
-	s, err := concurrency.NewSession(c.cli, concurrency.WithLease(g.ID), concurrency.WithTTL(int(ttlSeconds(e.TTL))))
+	s, err := concurrency.NewSession(c.Etcd(), concurrency.WithLease(g.ID), concurrency.WithTTL(int(cluster.TTLSeconds(e.TTL))))
 	if err != nil {
-		rctx, cancel := c.bounded(context.Background())
-		c.cli.Revoke(rctx, g.ID) //nolint:errcheck // best effort; it expires
+		rctx, cancel := c.Bounded(context.Background())
+		c.Etcd().Revoke(rctx, g.ID) //nolint:errcheck // best effort; it expires
 		cancel()
 		return nil, fmt.Errorf("coordinator: campaign: session: %w", err)
 	}
-	t := &etcdTerm{s: s, el: concurrency.NewElection(s, c.key(KeyElection))}
+	t := &etcdTerm{s: s, el: concurrency.NewElection(s, c.Key(cluster.KeyElection))}
 	// Campaign blocks until the earlier candidates' keys are gone; give up
 	// when ctx ends or our own session dies meanwhile.
 	cctx, stop := context.WithCancel(ctx)

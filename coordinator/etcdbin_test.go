@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ringtrain/ringtrain/cluster"
 )
 
 // stockEtcd is the etcd server binary of the distribution (Debian's
@@ -31,10 +33,7 @@ func freePort(t *testing.T) int {
 // the distribution's etcd server binary in a subprocess.
 func TestStockEtcdServer(t *testing.T) {
 	if _, err := os.Stat(stockEtcd); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s missing in CI (apt-get install etcd-server): %v", stockEtcd, err)
-		}
-		t.Skipf("%s missing (apt-get install etcd-server)", stockEtcd)
+		missingTool(t, "the stock etcd server: "+err.Error(), "apt-get install -y etcd-server")
 	}
 	client := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
 	peer := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
@@ -59,7 +58,7 @@ func TestStockEtcdServer(t *testing.T) {
 	})
 
 	endpoints := []string{client[len("http://"):]}
-	cl := NewClient(newEtcdClient(t, endpoints), "stock", nil)
+	cl := cluster.NewClient(newEtcdClient(t, endpoints), "stock", nil)
 	waitFor(t, 20*time.Second, "stock etcd serves", func() bool {
 		rctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()
@@ -74,7 +73,7 @@ func TestStockEtcdServer(t *testing.T) {
 	if g.Leader != "c1" || g.Members[0].Addr != "127.0.0.1:w1" {
 		t.Fatalf("generation %s by %q, members %+v", g, g.Leader, g.Members)
 	}
-	if won, err := cl.PublishCheckpoint(context.Background(), CheckpointRef{Step: 10}); !won || err != nil {
+	if won, err := cl.PublishCheckpoint(context.Background(), cluster.CheckpointRef{Step: 10}); !won || err != nil {
 		t.Fatalf("checkpoint CAS on stock etcd: %v %v", won, err)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ringtrain/ringtrain/cluster"
 )
 
 // Metrics are the run's Prometheus metrics as a coordinator sees them in
@@ -139,9 +141,9 @@ func (m *Metrics) Observe(s Snapshot) {
 	for _, w := range s.Members {
 		m.WorkerRank.WithLabelValues(w.ID).Set(float64(w.Rank))
 		switch w.State {
-		case MemberStandby:
+		case cluster.MemberStandby:
 			standby++
-		case MemberFailed:
+		case cluster.MemberFailed:
 			failed++
 		}
 	}

@@ -11,16 +11,16 @@ import (
 	"path/filepath"
 	"strings"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/ringtrain/ringtrain/nn"
 )
 
-// Config is the run spec: everything that determines what is trained and how.
-// The same struct is read from flags and config files by `ringtrain train`,
-// `ringtrain local` and the coordinator, stored in etcd, and recorded in every
-// checkpoint manifest, so two runs with equal Configs compute the same steps.
-type Config struct {
+// Spec is the run-wide part of a run's configuration: everything that
+// determines what is trained and how, and nothing about any one machine. It
+// is written to etcd once, when a run starts, and recorded in every checkpoint
+// manifest, so two runs with equal Specs on equal data compute the same steps.
+type Spec struct {
 	// Layers are the dense layer sizes from the input, e.g. "784-512-512-10".
 	Layers string `json:"layers" yaml:"layers"`
 	// Activation is the hidden-layer activation (relu, tanh, logistic, ...).
@@ -56,25 +56,39 @@ type Config struct {
 	Seed uint64 `json:"seed" yaml:"seed"`
 	// Shuffle draws each epoch's order from (seed, epoch); false keeps file order.
 	Shuffle bool `json:"shuffle" yaml:"shuffle"`
-	// Data is "mnist", a directory of MNIST IDX files, or "csv:TRAIN,TEST".
-	Data string `json:"data" yaml:"data"`
-	// Init is a model.safetensors (or checkpoint directory) to start from.
-	Init string `json:"init,omitempty" yaml:"init,omitempty"`
-	// CheckpointDir receives a checkpoint every CheckpointEvery steps and at the end.
-	CheckpointDir   string `json:"checkpoint_dir,omitempty" yaml:"checkpoint_dir,omitempty"`
-	CheckpointEvery int    `json:"checkpoint_every" yaml:"checkpoint_every"`
+	// CheckpointEvery is the number of steps between checkpoints (0: only at the end).
+	CheckpointEvery int `json:"checkpoint_every" yaml:"checkpoint_every"`
 	// CheckpointKeep is how many checkpoints to keep (the newest).
 	CheckpointKeep int `json:"checkpoint_keep" yaml:"checkpoint_keep"`
 	// EvalEvery evaluates on the test set every this many steps (and at each epoch end); 0: at epoch ends only.
 	EvalEvery int `json:"eval_every" yaml:"eval_every"`
+}
+
+// Local is the machine-local part of a configuration: where this process
+// finds its data and writes its checkpoints, and how many threads it uses.
+// It never leaves the machine (not in etcd, not in a manifest).
+type Local struct {
+	// Data is "mnist", a directory of MNIST IDX files, or "csv:TRAIN,TEST".
+	Data string `json:"data" yaml:"data"`
+	// Init is a model.safetensors (or checkpoint directory) to start from.
+	Init string `json:"init,omitempty" yaml:"init,omitempty"`
+	// CheckpointDir is the checkpoint root on this machine (empty: no checkpoints).
+	CheckpointDir string `json:"checkpoint_dir,omitempty" yaml:"checkpoint_dir,omitempty"`
 	// Threads is the BLAS thread count per process.
 	Threads int `json:"threads" yaml:"threads"`
+}
+
+// Config is what one process trains with: the run's Spec and this machine's
+// Local settings. Flags and config files fill both with flat keys.
+type Config struct {
+	Spec  `yaml:",inline"`
+	Local `yaml:",inline"`
 }
 
 // DefaultConfig is the documented default: a 784-512-512-10 ReLU network on
 // MNIST that reaches ≥ 98% test accuracy within 10 epochs.
 func DefaultConfig() Config {
-	return Config{
+	return Config{Spec: Spec{
 		Layers:          "784-512-512-10",
 		Activation:      "relu",
 		Loss:            "cross_entropy",
@@ -88,15 +102,16 @@ func DefaultConfig() Config {
 		Epochs:          10,
 		Seed:            1,
 		Shuffle:         true,
-		Data:            "mnist",
 		CheckpointEvery: 500,
 		CheckpointKeep:  3,
-		Threads:         1,
-	}
+	}, Local: Local{
+		Data:    "mnist",
+		Threads: 1,
+	}}
 }
 
-// Spec is the network spec this config describes.
-func (c Config) Spec() (nn.Spec, error) {
+// NetSpec is the network this spec describes.
+func (c Spec) NetSpec() (nn.Spec, error) {
 	layers, err := nn.ParseLayers(c.Layers)
 	if err != nil {
 		return nn.Spec{}, usage.Errorf("--layers %q: %v", c.Layers, err)
@@ -108,8 +123,8 @@ func (c Config) Spec() (nn.Spec, error) {
 	return s, nil
 }
 
-// OptimizerConfig is the optimizer this config describes.
-func (c Config) OptimizerConfig() nn.OptimizerConfig {
+// OptimizerConfig is the optimizer this spec describes.
+func (c Spec) OptimizerConfig() nn.OptimizerConfig {
 	o := nn.OptimizerConfig{Name: c.Optimizer, WeightDecay: c.WeightDecay}
 	if c.Optimizer == "momentum" || c.Optimizer == "nesterov" {
 		o.Momentum = c.Momentum // the others have no momentum term (adam uses its betas)
@@ -118,15 +133,23 @@ func (c Config) OptimizerConfig() nn.OptimizerConfig {
 }
 
 // LRSchedule is the learning-rate schedule over totalSteps.
-func (c Config) LRSchedule(totalSteps int64) nn.Schedule {
+func (c Spec) LRSchedule(totalSteps int64) nn.Schedule {
 	return nn.Schedule{Kind: c.Schedule, WarmupSteps: c.WarmupSteps, StepSize: c.StepSize,
 		Gamma: c.Gamma, TotalSteps: int(totalSteps)}
 }
 
+// Validate checks the spec and the machine-local settings.
+func (c Config) Validate() error {
+	if err := c.Spec.Validate(); err != nil {
+		return err
+	}
+	return c.Local.Validate()
+}
+
 // Validate checks every field on its own and the rules between fields. Each
 // error names the flag, the value and what to do instead.
-func (c Config) Validate() error {
-	if _, err := c.Spec(); err != nil {
+func (c Spec) Validate() error {
+	if _, err := c.NetSpec(); err != nil {
 		return err
 	}
 	switch c.WeightInit {
@@ -173,6 +196,11 @@ func (c Config) Validate() error {
 	if c.EvalEvery < 0 {
 		return usage.Errorf("--eval-every %d must not be negative", c.EvalEvery)
 	}
+	return nil
+}
+
+// Validate checks the machine-local settings.
+func (c Local) Validate() error {
 	if c.Threads < 1 {
 		return usage.Errorf("--threads %d must be at least 1", c.Threads)
 	}

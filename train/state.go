@@ -37,17 +37,19 @@ type State struct {
 	labels []int32
 }
 
-// NewState builds the initial state for cfg and a training set of trainN
-// examples: weights drawn from cfg.Seed, optimizer state zero, step 0.
-func NewState(cfg Config, trainN int) (*State, error) {
-	spec, err := cfg.Spec()
+// NewState builds the initial state for cfg and its training set: weights
+// drawn from cfg.Seed, optimizer state zero, step 0. Data that does not fit
+// the network (features, classes, fewer examples than a batch) is a usage
+// error naming the flags.
+func NewState(cfg Config, data *dataset.Set) (*State, error) {
+	spec, err := cfg.NetSpec()
 	if err != nil {
 		return nil, err
 	}
-	spe := dataset.StepsPerEpoch(trainN, cfg.Batch)
-	if spe == 0 {
-		return nil, usage.Errorf("--batch %d is larger than the training set (%d examples); use a smaller --batch", cfg.Batch, trainN)
+	if err := CheckData(cfg, data); err != nil {
+		return nil, err
 	}
+	spe := dataset.StepsPerEpoch(data.N, cfg.Batch)
 	net, err := nn.NewNetwork(spec)
 	if err != nil {
 		return nil, usage.New(err.Error())
@@ -65,6 +67,27 @@ func NewState(cfg Config, trainN int) (*State, error) {
 		total = int64(cfg.Epochs) * int64(spe)
 	}
 	return &State{Cfg: cfg, Net: net, Opt: opt, Sched: cfg.LRSchedule(total), TotalSteps: total, StepsPerEpoch: spe}, nil
+}
+
+// CheckData checks that the training set fits cfg's network and batch.
+func CheckData(cfg Config, data *dataset.Set) error {
+	spec, err := cfg.NetSpec()
+	if err != nil {
+		return err
+	}
+	in, out := spec.Layers[0], spec.Layers[len(spec.Layers)-1]
+	switch {
+	case data.Dim != in:
+		return usage.Errorf("--layers %s takes %d inputs but --data %s has %d features; make the first layer %d",
+			cfg.Layers, in, cfg.Data, data.Dim, data.Dim)
+	case cfg.Loss == "cross_entropy" && data.Classes > out:
+		return usage.Errorf("--layers %s has %d outputs but --data %s has %d classes; make the last layer %d",
+			cfg.Layers, out, cfg.Data, data.Classes, data.Classes)
+	case dataset.StepsPerEpoch(data.N, cfg.Batch) == 0:
+		return usage.Errorf("--batch %d is larger than the training set of --data %s (%d examples); use a smaller --batch",
+			cfg.Batch, cfg.Data, data.N)
+	}
+	return nil
 }
 
 // Cursor is the data position of the next step.
@@ -173,7 +196,7 @@ func (s *State) SetFlatState(v []float32) error {
 // Save writes a checkpoint of the state under root and prunes old ones.
 // metrics, if not nil, is stored in the manifest (the curves for plots).
 func (s *State) Save(root string, metrics any) (string, error) {
-	run, err := json.Marshal(s.Cfg)
+	run, err := json.Marshal(s.Cfg.Spec) // run-wide only: no machine path in a manifest
 	if err != nil {
 		return "", err
 	}
@@ -213,7 +236,7 @@ func (s *State) Save(root string, metrics any) (string, error) {
 // Restore loads parameters, optimizer state and the step from ck. The
 // checkpoint must be of the same network and optimizer.
 func (s *State) Restore(ck *checkpoint.Checkpoint) error {
-	var saved Config
+	var saved Spec
 	if err := json.Unmarshal(ck.Manifest.Run, &saved); err != nil {
 		return fmt.Errorf("train: checkpoint %s: run spec: %w", ck.Dir, err)
 	}
@@ -260,6 +283,21 @@ func (s *State) Resume(skipped func(dir string, err error)) (hist *History, from
 		}
 	}
 	return hist, "", nil
+}
+
+// RestoreDir restores the checkpoint in dir (checksums verified) and returns
+// the run's curves stored with it.
+func (s *State) RestoreDir(dir string) (*History, error) {
+	ck, err := checkpoint.Load(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Restore(ck); err != nil {
+		return nil, err
+	}
+	hist := &History{}
+	hist.Load(ck.Manifest.Metrics)
+	return hist, nil
 }
 
 // LoadInit sets the parameters from path: a model.safetensors file or a

@@ -141,7 +141,7 @@ func TestShardsSumToWholeBatch(t *testing.T) {
 	set := synthetic(512, 12, 3, 1)
 	cfg := smallConfig()
 	cfg.Batch = 30
-	single, err := NewState(cfg, set.N)
+	single, err := NewState(cfg, set)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +152,7 @@ func TestShardsSumToWholeBatch(t *testing.T) {
 		sum := make([]float32, len(want))
 		var states []*State
 		for r := 0; r < world; r++ {
-			st, _ := NewState(cfg, set.N)
+			st, _ := NewState(cfg, set)
 			st.ShardGradients(set, r, world)
 			for i, g := range st.Net.Grads {
 				sum[i] += g
@@ -180,7 +180,7 @@ func TestFlatStateRoundTrip(t *testing.T) {
 	set := synthetic(256, 12, 3, 1)
 	cfg := smallConfig()
 	cfg.Optimizer = "adam"
-	a, err := NewState(cfg, set.N)
+	a, err := NewState(cfg, set)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +189,7 @@ func TestFlatStateRoundTrip(t *testing.T) {
 		a.Apply()
 	}
 	cfg.WeightInit = "glorot" // different initial weights; same data order
-	b, _ := NewState(cfg, set.N)
+	b, _ := NewState(cfg, set)
 	if err := b.SetFlatState(a.FlatState()); err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package train
 import (
 	"context"
 	"errors"
-	"fmt"
 	"github.com/ringtrain/ringtrain/internal/usage"
 	"io"
 	"math"
@@ -60,16 +59,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (Summary, error) {
 			return Summary{}, err
 		}
 	}
-	spec, _ := cfg.Spec()
-	if trainSet.Dim != spec.Layers[0] {
-		return Summary{}, usage.Errorf("--layers %s takes %d inputs but --data %s has %d features; make the first layer %d",
-			cfg.Layers, spec.Layers[0], cfg.Data, trainSet.Dim, trainSet.Dim)
-	}
-	if cfg.Loss == "cross_entropy" && trainSet.Classes > spec.Layers[len(spec.Layers)-1] {
-		return Summary{}, usage.Errorf("--layers %s has %d outputs but --data %s has %d classes; make the last layer %d",
-			cfg.Layers, spec.Layers[len(spec.Layers)-1], cfg.Data, trainSet.Classes, trainSet.Classes)
-	}
-	st, err := NewState(cfg, trainSet.N)
+	st, err := NewState(cfg, trainSet)
 	if err != nil {
 		return Summary{}, err
 	}
@@ -90,35 +80,30 @@ func Run(ctx context.Context, cfg Config, opts Options) (Summary, error) {
 	startStep := st.Step
 	var recent lossWindow
 	lastDir := ""
+	step := NewStepper(st, trainSet, SingleProcess{})
 	for !st.Done() {
-		if err := ctx.Err(); err != nil {
+		r, err := step.Step(ctx, false)
+		if err != nil {
 			return Summary{}, err
 		}
-		lossSum, _ := st.ShardGradients(trainSet, 0, 1)
-		loss := lossSum / float64(cfg.Batch)
-		if math.IsNaN(loss) || math.IsInf(loss, 0) {
-			return Summary{}, fmt.Errorf("train: loss is %v at step %d; lower --lr (now %v) or set --clip-norm", loss, st.Step, cfg.LR)
-		}
-		lr := st.Apply()
-		recent.add(loss)
-		hist.AddLoss(st.Step, loss)
+		recent.add(r.Loss)
+		hist.AddLoss(r.Step, r.Loss)
 		if opts.OnStep != nil {
-			opts.OnStep(st.Step, loss)
+			opts.OnStep(r.Step, r.Loss)
 		}
-		epochEnd := st.Step%int64(st.StepsPerEpoch) == 0
-		if epochEnd || (cfg.EvalEvery > 0 && st.Step%int64(cfg.EvalEvery) == 0) || st.Done() {
+		if r.Eval {
 			tl, acc := st.Evaluate(testSet)
-			hist.AddEval(st.Step, tl, acc)
-			log.Info("eval", zap.Int64("step", st.Step), zap.Int("epoch", int((st.Step-1)/int64(st.StepsPerEpoch))),
+			hist.AddEval(r.Step, tl, acc)
+			log.Info("eval", zap.Int64("step", r.Step), zap.Int("epoch", int((r.Step-1)/int64(st.StepsPerEpoch))),
 				zap.Float64("train_loss", recent.mean()), zap.Float64("test_loss", tl), zap.Float64("test_accuracy", acc),
-				zap.Float64("lr", lr))
+				zap.Float64("lr", r.LR))
 		}
-		bar.Update(st.Step, recent.mean())
-		if cfg.CheckpointDir != "" && ((cfg.CheckpointEvery > 0 && st.Step%int64(cfg.CheckpointEvery) == 0) || st.Done()) {
+		bar.Update(r.Step, recent.mean())
+		if cfg.CheckpointDir != "" && r.Checkpoint {
 			if lastDir, err = st.Save(cfg.CheckpointDir, hist); err != nil {
 				return Summary{}, err
 			}
-			log.Debug("checkpoint", zap.String("dir", lastDir), zap.Int64("step", st.Step))
+			log.Debug("checkpoint", zap.String("dir", lastDir), zap.Int64("step", r.Step))
 		}
 	}
 	bar.Finish()

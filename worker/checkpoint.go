@@ -3,35 +3,54 @@ package worker
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
-	"github.com/ringtrain/ringtrain/coordinator"
+	"github.com/ringtrain/ringtrain/cluster"
+	"github.com/ringtrain/ringtrain/dataset"
 	"github.com/ringtrain/ringtrain/train"
 )
 
+// checkpointStore is where a checkpoint is published once its files are
+// durable (etcd's checkpoint/latest, by compare-and-swap).
+type checkpointStore interface {
+	PublishCheckpoint(ctx context.Context, ref cluster.CheckpointRef) (bool, error)
+	AddEvent(ctx context.Context, ev cluster.Event) error
+}
+
+// checkpointDeps is everything a checkpointer uses.
+type checkpointDeps struct {
+	root    string       // the checkpoint root on this machine
+	cfg     train.Config // the state's configuration (to build the snapshot)
+	data    *dataset.Set // the training set the state was built for
+	store   checkpointStore
+	who     string // this worker's ID, for the event log
+	log     *zap.Logger
+	metrics *Metrics
+}
+
 // checkpointer takes a cheap snapshot of the state on the training path and
 // persists it in the background; the checkpoint is published in etcd only
-// after its files are durable. One write is in flight at a time.
+// after its files are durable. One write is in flight at a time; the
+// checkpointer owns that goroutine and Wait joins it.
 type checkpointer struct {
-	w    *Worker
+	d    checkpointDeps
 	snap *train.State // reused copy of the state being written
 	hist train.History
 	busy sync.WaitGroup
 }
 
-func newCheckpointer(w *Worker) *checkpointer {
-	return &checkpointer{w: w}
-}
+func newCheckpointer(d checkpointDeps) *checkpointer { return &checkpointer{d: d} }
 
-// Snapshot copies the state and writes it in the background. If the
-// previous write is still running it waits for it first.
-func (c *checkpointer) Snapshot(gen uint64, hist *train.History) {
+// Snapshot copies st and writes it in the background. If the previous write
+// is still running it waits for it first.
+func (c *checkpointer) Snapshot(gen uint64, st *train.State, hist *train.History) {
 	c.busy.Wait()
-	if err := c.copyState(hist); err != nil {
-		c.w.log.Warn("checkpoint snapshot", zap.Error(err))
+	if err := c.copyState(st, hist); err != nil {
+		c.d.log.Warn("checkpoint snapshot", zap.Error(err))
 		return
 	}
 	c.busy.Add(1)
@@ -40,15 +59,15 @@ func (c *checkpointer) Snapshot(gen uint64, hist *train.History) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		if _, err := c.persist(ctx, gen); err != nil {
-			c.w.log.Warn("checkpoint", zap.Error(err))
+			c.d.log.Warn("checkpoint", zap.Error(err))
 		}
 	}()
 }
 
-// SaveNow writes the current state synchronously (the final checkpoint).
-func (c *checkpointer) SaveNow(ctx context.Context, gen uint64, hist *train.History) (string, error) {
+// SaveNow writes st synchronously (the final checkpoint).
+func (c *checkpointer) SaveNow(ctx context.Context, gen uint64, st *train.State, hist *train.History) (string, error) {
 	c.busy.Wait()
-	if err := c.copyState(hist); err != nil {
+	if err := c.copyState(st, hist); err != nil {
 		return "", err
 	}
 	return c.persist(ctx, gen)
@@ -57,10 +76,9 @@ func (c *checkpointer) SaveNow(ctx context.Context, gen uint64, hist *train.Hist
 // Wait blocks until no write is in flight.
 func (c *checkpointer) Wait() { c.busy.Wait() }
 
-func (c *checkpointer) copyState(hist *train.History) error {
-	st := c.w.st
+func (c *checkpointer) copyState(st *train.State, hist *train.History) error {
 	if c.snap == nil {
-		s, err := train.NewState(st.Cfg, c.w.train.N)
+		s, err := train.NewState(c.d.cfg, c.d.data)
 		if err != nil {
 			return err
 		}
@@ -76,21 +94,25 @@ func (c *checkpointer) copyState(hist *train.History) error {
 }
 
 func (c *checkpointer) persist(ctx context.Context, gen uint64) (string, error) {
-	dir, err := c.snap.Save(c.snap.Cfg.CheckpointDir, &c.hist)
+	dir, err := c.snap.Save(c.d.root, &c.hist)
 	if err != nil {
 		return "", fmt.Errorf("checkpoint step %d: %w", c.snap.Step, err)
 	}
-	c.w.metrics.CheckpointTime.SetToCurrentTime()
-	ref := coordinator.CheckpointRef{Step: c.snap.Step, Dir: dir, Gen: gen, Time: time.Now().UTC()}
-	won, err := c.w.run.PublishCheckpoint(ctx, ref)
+	c.d.metrics.CheckpointTime.SetToCurrentTime()
+	// The pointer names the directory relative to the checkpoint root, so
+	// every machine resolves it against its own mount.
+	ref := cluster.CheckpointRef{Step: c.snap.Step, Dir: filepath.Base(dir), Gen: gen, Time: time.Now().UTC()}
+	won, err := c.d.store.PublishCheckpoint(ctx, ref)
 	if err != nil {
 		// The files are durable; a restart finds them on disk even if etcd missed the pointer.
-		c.w.log.Warn("publish checkpoint", zap.String("dir", dir), zap.Error(err))
+		c.d.log.Warn("publish checkpoint", zap.String("dir", dir), zap.Error(err))
 		return dir, nil
 	}
 	if won {
-		c.w.run.AddEvent(ctx, coordinator.Event{Time: ref.Time, Kind: "checkpoint", Who: c.w.cfg.ID, Gen: gen, Step: ref.Step, Detail: dir})
+		if err := c.d.store.AddEvent(ctx, cluster.Event{Time: ref.Time, Kind: "checkpoint", Who: c.d.who, Gen: gen, Step: ref.Step, Detail: ref.Dir}); err != nil {
+			c.d.log.Debug("checkpoint event", zap.Error(err))
+		}
 	}
-	c.w.log.Info("checkpoint", zap.String("dir", dir), zap.Int64("step", ref.Step), zap.Bool("published", won))
+	c.d.log.Info("checkpoint", zap.String("dir", dir), zap.Int64("step", ref.Step), zap.Bool("published", won))
 	return dir, nil
 }

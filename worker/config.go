@@ -7,7 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/ringtrain/ringtrain/coordinator"
+	"github.com/ringtrain/ringtrain/cluster"
 )
 
 // Config is one worker process.
@@ -31,9 +31,12 @@ type Config struct {
 	// CheckpointDir is where checkpoints are written (rank 0) and read on a
 	// full restart; it is shared by all workers (a volume).
 	CheckpointDir string
-	// Data overrides the run spec's data location on this machine.
+	// Data is the training data on this machine (default mnist).
 	Data string
-	// Threads is the BLAS thread count; 0 takes the run spec's.
+	// Init is a model.safetensors or checkpoint directory to start from
+	// when there is no checkpoint yet.
+	Init string
+	// Threads is the BLAS thread count (0: 1).
 	Threads int
 	// PeerTimeout bounds every wait on a peer inside a collective.
 	PeerTimeout time.Duration
@@ -52,7 +55,7 @@ type Config struct {
 func DefaultConfig() Config {
 	host, _ := os.Hostname()
 	return Config{
-		Run:          coordinator.DefaultRun,
+		Run:          cluster.DefaultRun,
 		ID:           host,
 		Listen:       ":7070",
 		GossipListen: ":7946",

@@ -8,17 +8,17 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/ringtrain/ringtrain/coordinator"
+	"github.com/ringtrain/ringtrain/cluster"
 )
 
 // startGossip joins the run's memberlist cluster (coordinators and workers),
 // through which a dead worker is detected in about a second.
-func (w *Worker) startGossip(ctx context.Context) (*coordinator.Gossip, error) {
+func (w *Worker) startGossip(ctx context.Context) (*cluster.Gossip, error) {
 	bindHost, bindPort, err := splitHostPort("--gossip-listen", w.cfg.GossipListen)
 	if err != nil {
 		return nil, err
 	}
-	gc := coordinator.GossipConfig{Name: w.cfg.ID, BindAddr: bindHost, BindPort: bindPort, Fast: w.cfg.FastGossip, Logger: w.log.Named("gossip")}
+	gc := cluster.GossipConfig{Name: w.cfg.ID, BindAddr: bindHost, BindPort: bindPort, Fast: w.cfg.FastGossip, Logger: w.log.Named("gossip")}
 	if w.cfg.GossipAdvertise != "" {
 		if gc.AdvertiseAddr, gc.AdvertisePort, err = splitHostPort("--gossip-advertise", w.cfg.GossipAdvertise); err != nil {
 			return nil, err
@@ -38,7 +38,7 @@ func (w *Worker) startGossip(ctx context.Context) (*coordinator.Gossip, error) {
 			}
 		}
 	}
-	g, err := coordinator.NewGossip(gc)
+	g, err := cluster.NewGossip(gc)
 	if err != nil {
 		return nil, err
 	}

@@ -7,29 +7,29 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/ringtrain/ringtrain/coordinator"
+	"github.com/ringtrain/ringtrain/cluster"
 )
 
 // publisher writes progress to etcd off the training path: it keeps only the
 // newest value, so a slow or unreachable etcd never stalls a step.
 type publisher struct {
-	run  *coordinator.Client
+	run  *cluster.Client
 	log  *zap.Logger
-	in   chan coordinator.Progress // size 1: the newest value replaces a pending one
+	in   chan cluster.Progress // size 1: the newest value replaces a pending one
 	stop chan struct{}
 	wg   sync.WaitGroup
 	once sync.Once
 }
 
-func newPublisher(run *coordinator.Client, log *zap.Logger) *publisher {
-	p := &publisher{run: run, log: log, in: make(chan coordinator.Progress, 1), stop: make(chan struct{})}
+func newPublisher(run *cluster.Client, log *zap.Logger) *publisher {
+	p := &publisher{run: run, log: log, in: make(chan cluster.Progress, 1), stop: make(chan struct{})}
 	p.wg.Add(1)
 	go p.loop()
 	return p
 }
 
 // Publish queues v, replacing any value not yet written.
-func (p *publisher) Publish(v coordinator.Progress) {
+func (p *publisher) Publish(v cluster.Progress) {
 	for {
 		select {
 		case p.in <- v:
@@ -61,7 +61,7 @@ func (p *publisher) loop() {
 	}
 }
 
-func (p *publisher) write(v coordinator.Progress) {
+func (p *publisher) write(v cluster.Progress) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := p.run.PublishProgress(ctx, v); err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ringtrain/ringtrain/allreduce"
+	"github.com/ringtrain/ringtrain/dataset"
 	"github.com/ringtrain/ringtrain/train"
 )
 
@@ -54,7 +55,7 @@ func TestReplicaCheckNamesDivergedRanks(t *testing.T) {
 	cfg.Layers = "8-6-3"
 	var states []*train.State
 	for r := 0; r < 4; r++ {
-		st, err := train.NewState(cfg, 1000)
+		st, err := train.NewState(cfg, &dataset.Set{N: 1000, Dim: 8, Classes: 3})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,8 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -19,52 +17,39 @@ import (
 
 	"github.com/ringtrain/ringtrain/allreduce"
 	"github.com/ringtrain/ringtrain/checkpoint"
-	"github.com/ringtrain/ringtrain/coordinator"
+	"github.com/ringtrain/ringtrain/cluster"
 	"github.com/ringtrain/ringtrain/dataset"
 	"github.com/ringtrain/ringtrain/nn"
 	"github.com/ringtrain/ringtrain/train"
 )
 
-// Errors that end a generation.
-var (
-	// errNewerGeneration: the ring agreed to leave for a newer generation at a step boundary.
-	errNewerGeneration = errors.New("worker: newer generation published")
-	// errFinished: the run is complete.
-	errFinished = errors.New("worker: run finished")
-	// errLeaving: this worker was asked to stop and left at a step boundary.
-	errLeaving = errors.New("worker: leaving")
-	// ErrReplicaMismatch: replicas diverged; the run stops.
-	ErrReplicaMismatch = errors.New("worker: replicas diverged")
-)
+// ErrReplicaMismatch: the replicas' parameters differ after a step; the run
+// stops (a non-finite loss is train.ErrNonFinite, not this).
+var ErrReplicaMismatch = errors.New("worker: replicas diverged")
 
 // Worker is one data-parallel replica: it trains its shard of every global
 // minibatch, combines gradients on the ring of the current generation, and
-// moves to the next generation whenever membership changes.
+// moves to the next generation whenever membership changes. Its decisions
+// are a Core's (core.go); Worker is the driver that owns etcd, the gRPC
+// transport, gossip, the step log and the clock.
 type Worker struct {
 	cfg Config
 	log *zap.Logger
 
-	run   *coordinator.Client
+	run   *cluster.Client
 	tr    *allreduce.GRPCTransport
 	addr  string
-	spec  coordinator.RunSpec
+	spec  cluster.RunSpec
 	train *dataset.Set
 	test  *dataset.Set
 	st    *train.State
 	hist  *train.History
-	// buf is Net.Grads followed by control slots reduced with it: the loss
-	// sum, the votes to leave for a newer generation, and each rank's
-	// compute time (its arrival at the collective) in its own slot.
-	buf []float32
 	// lastEval is rank 0's latest test loss and accuracy.
 	lastEval [2]float64
 	// trainStart and trainStartStep are when and where this worker first
 	// trained, for the summary's throughput.
 	trainStart     time.Time
 	trainStartStep int64
-
-	latest  atomic.Pointer[coordinator.Generation]
-	changed chan struct{} // size 1: a newer generation arrived
 
 	// stopping is closed when Run's context ends: the worker finishes the
 	// step in flight, votes to leave inside its all-reduce so that the ring
@@ -85,7 +70,7 @@ func New(cfg Config) (*Worker, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	return &Worker{cfg: cfg, log: cfg.Logger.With(zap.String("run", cfg.Run), zap.String("worker", cfg.ID)), changed: make(chan struct{}, 1), stopping: make(chan struct{}), metrics: NewMetrics()}, nil
+	return &Worker{cfg: cfg, log: cfg.Logger.With(zap.String("run", cfg.Run), zap.String("worker", cfg.ID)), stopping: make(chan struct{}), metrics: NewMetrics()}, nil
 }
 
 // Run serves the worker until the run finishes (nil), ctx ends, or an
@@ -123,12 +108,12 @@ func (w *Worker) Run(stop context.Context) error {
 	}
 	defer w.tr.Close()
 
-	cli, err := clientv3.New(coordinator.EtcdClientConfig(w.cfg.Etcd, w.log.Named("etcd")))
+	cli, err := clientv3.New(cluster.EtcdClientConfig(w.cfg.Etcd, w.log.Named("etcd")))
 	if err != nil {
 		return fmt.Errorf("worker: etcd %v: %w", w.cfg.Etcd, err)
 	}
 	defer cli.Close()
-	w.run = coordinator.NewClient(cli, w.cfg.Run, w.log)
+	w.run = cluster.NewClient(cli, w.cfg.Run, w.log)
 
 	if _, finished, err := w.run.Done(ctx); err == nil && finished {
 		w.log.Info("run already finished")
@@ -138,7 +123,7 @@ func (w *Worker) Run(stop context.Context) error {
 	if w.spec, err = w.run.WaitSpec(stop); err != nil {
 		return err
 	}
-	if err := w.prepare(); err != nil {
+	if err := w.prepare(stop); err != nil {
 		return err
 	}
 	if w.cfg.StepLog != "" {
@@ -154,7 +139,7 @@ func (w *Worker) Run(stop context.Context) error {
 	}
 	defer gossip.Close()
 
-	reg, err := w.run.Register(ctx, coordinator.WorkerInfo{
+	reg, err := w.run.Register(ctx, cluster.WorkerInfo{
 		ID: w.cfg.ID, Addr: w.addr, Gossip: gossip.Addr(), HTTP: w.cfg.HTTPAddr, Started: time.Now().UTC(),
 	}, w.cfg.LeaseTTL)
 	if err != nil {
@@ -165,40 +150,55 @@ func (w *Worker) Run(stop context.Context) error {
 
 	w.prog = newPublisher(w.run, w.log)
 	defer w.prog.Close()
-	w.ckpt = newCheckpointer(w)
+	w.ckpt = newCheckpointer(checkpointDeps{root: w.st.Cfg.CheckpointDir, cfg: w.st.Cfg, data: w.train,
+		store: w.run, who: w.cfg.ID, log: w.log, metrics: w.metrics})
 	defer w.ckpt.Wait()
-
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		w.followGenerations(ctx)
-	}()
 	return w.loop(ctx)
 }
 
-// prepare loads data and the starting state: the newest valid checkpoint in
-// the shared checkpoint directory, else --init, else the seeded initialisation.
-func (w *Worker) prepare() error {
-	cfg := w.spec.Config
+// prepare loads this machine's data and the starting state. Data that does
+// not fit the run's network is a usage error, before the worker registers.
+// The state is the checkpoint that etcd's pointer names, else (with a
+// warning) the newest valid one in the checkpoint directory, else --init,
+// else the seeded initialisation.
+func (w *Worker) prepare(ctx context.Context) error {
+	cfg := train.Config{Spec: w.spec.Config, Local: train.DefaultConfig().Local}
 	if w.cfg.Data != "" {
 		cfg.Data = w.cfg.Data
 	}
 	if w.cfg.Threads > 0 {
 		cfg.Threads = w.cfg.Threads
 	}
-	if w.cfg.CheckpointDir != "" {
-		cfg.CheckpointDir = w.cfg.CheckpointDir
+	cfg.CheckpointDir, cfg.Init = w.cfg.CheckpointDir, w.cfg.Init
+	if err := cfg.Local.Validate(); err != nil {
+		return err
 	}
 	nn.SetThreads(cfg.Threads)
 	var err error
 	if w.train, w.test, err = train.LoadData(cfg.Data); err != nil {
 		return err
 	}
-	if w.st, err = train.NewState(cfg, w.train.N); err != nil {
+	if w.st, err = train.NewState(cfg, w.train); err != nil {
 		return err
+	}
+	if cfg.CheckpointDir != "" {
+		ref, ok, err := w.run.LatestCheckpoint(ctx)
+		switch {
+		case err != nil:
+			w.log.Warn("cannot read the published checkpoint; scanning the checkpoint directory", zap.Error(err))
+		case ok:
+			dir := ref.Path(cfg.CheckpointDir)
+			hist, err := w.st.RestoreDir(dir)
+			if err == nil {
+				w.hist = hist
+				w.log.Info("restored the published checkpoint", zap.String("dir", dir), zap.Int64("step", w.st.Step))
+				return nil
+			}
+			if usage.Is(err) {
+				return err
+			}
+			w.log.Warn("the published checkpoint is not usable; scanning the checkpoint directory", zap.String("dir", dir), zap.Error(err))
+		}
 	}
 	var from string
 	if w.hist, from, err = w.st.Resume(func(dir string, err error) {
@@ -212,257 +212,337 @@ func (w *Worker) prepare() error {
 	return nil
 }
 
-// followGenerations keeps w.latest current and signals w.changed.
-func (w *Worker) followGenerations(ctx context.Context) {
-	for g := range w.run.WatchGeneration(ctx) {
-		g := g
-		w.latest.Store(&g)
-		select {
-		case w.changed <- struct{}{}:
-		default:
-		}
-	}
+// events are the driver's sources of Inputs besides its own actions.
+type events struct {
+	gens <-chan cluster.Generation
+	done <-chan train.Summary
+	stop <-chan struct{}
 }
 
-// loop runs generation after generation until the run ends.
-func (w *Worker) loop(ctx context.Context) error {
-	// after is the newest generation this worker has trained in: every
-	// later ring is a newer generation, so no message of an ended ring can
-	// be mistaken for one of the next.
-	var after uint64
-	done := w.run.WatchDone(ctx)
+// next blocks for one event (or ctx's end).
+func (ev *events) next(ctx context.Context) (Input, error) {
 	for {
-		g, err := w.awaitGeneration(ctx, after, done)
-		if err != nil {
-			if errors.Is(err, errFinished) || errors.Is(err, errLeaving) {
-				return nil
-			}
-			return err
-		}
-		after = g.Gen
-		err = w.runGeneration(ctx, g)
-		switch {
-		case err == nil || errors.Is(err, errFinished):
-			return nil
-		case errors.Is(err, errLeaving):
-			w.log.Info("left the ring at a step boundary", zap.Uint64("gen", g.Gen), zap.Int64("step", w.st.Step))
-			return nil
-		case errors.Is(err, errNewerGeneration):
-			continue
-		case errors.Is(err, ErrReplicaMismatch), ctx.Err() != nil:
-			return err
-		case w.isStopping():
-			return nil
-		default:
-			w.metrics.RingFailures.Inc()
-			w.log.Warn("generation failed; waiting for the next", zap.Uint64("gen", g.Gen), zap.Int64("step", w.st.Step), zap.Error(err))
-			w.reportFailure(ctx, g, err)
-		}
-	}
-}
-
-func (w *Worker) isStopping() bool {
-	select {
-	case <-w.stopping:
-		return true
-	default:
-		return false
-	}
-}
-
-// awaitGeneration blocks until a generation newer than after includes this
-// worker, or the run finishes, or the worker is stopping.
-func (w *Worker) awaitGeneration(ctx context.Context, after uint64, done <-chan train.Summary) (coordinator.Generation, error) {
-	waiting := false
-	for {
-		// A generation that lists this worker at another address is from
-		// before a restart: wait for the one with this incarnation.
-		if g := w.latest.Load(); g != nil && g.Gen > after {
-			if r := g.Rank(w.cfg.ID); r >= 0 && g.Members[r].Addr == w.addr {
-				return *g, nil
-			}
-		}
-		if !waiting {
-			waiting = true
-			w.log.Info("waiting for a generation that includes this worker")
-		}
 		select {
 		case <-ctx.Done():
-			return coordinator.Generation{}, ctx.Err()
-		case <-w.stopping:
-			return coordinator.Generation{}, errLeaving
-		case <-w.changed:
-		case _, ok := <-done:
-			if ok {
-				return coordinator.Generation{}, errFinished
+			return nil, ctx.Err()
+		default:
+		}
+		if in, ok := ev.poll(true, ctx.Done()); ok {
+			return in, nil
+		}
+	}
+}
+
+// poll returns an event if one is ready (or, with block, waits for one or
+// for cancel). Closed sources are dropped.
+func (ev *events) poll(block bool, cancel <-chan struct{}) (Input, bool) {
+	var def chan struct{}
+	if !block {
+		def = make(chan struct{})
+		close(def)
+	}
+	select {
+	case g, ok := <-ev.gens:
+		if !ok {
+			ev.gens = nil
+			return nil, false
+		}
+		return GenerationSeen{Gen: g}, true
+	case _, ok := <-ev.done:
+		if !ok {
+			ev.done = nil
+			return nil, false
+		}
+		return RunDone{}, true
+	case <-ev.stop:
+		ev.stop = nil
+		return StopRequested{}, true
+	case <-cancel:
+		return nil, false
+	case <-def:
+		return nil, false
+	}
+}
+
+// gen is the driver's side of the generation it trains in.
+type gen struct {
+	g       cluster.Generation
+	rank    int
+	log     *zap.Logger
+	ring    *allreduce.Ring
+	stepper *train.Stepper
+
+	lastPub    time.Time
+	window     time.Time
+	windowStep int64
+}
+
+func (g *gen) close() {
+	if g != nil && g.ring != nil {
+		g.ring.Close()
+	}
+}
+
+// loop drives the Core until it exits: it feeds the Core the events of
+// etcd and of the stop request, performs the actions it returns and feeds
+// back their outcomes.
+func (w *Worker) loop(ctx context.Context) error {
+	core := NewCore(w.cfg.ID, w.addr)
+	wctx, cancelWatch := context.WithCancel(ctx)
+	gens, done := w.run.WatchGeneration(wctx), w.run.WatchDone(wctx)
+	defer joinWatches(cancelWatch, gens, done)
+	ev := &events{gens: gens, done: done, stop: w.stopping}
+	var cur *gen
+	defer func() { cur.close() }()
+	var queue []Action
+	feed := func(in Input) { queue = append(queue, core.Step(in)...) }
+	// drain feeds every event that is ready, so a step's vote sees them.
+	drain := func() {
+		for {
+			in, ok := ev.poll(false, nil)
+			if !ok {
+				return
 			}
-			done = nil
+			feed(in)
 		}
 	}
-}
-
-// reportFailure tells the coordinator that generation g failed here, so that
-// it forms a new one even when no member has left (a lost message, a peer
-// that came back). Best effort.
-func (w *Worker) reportFailure(ctx context.Context, g coordinator.Generation, err error) {
-	suspect := ""
-	var pe *allreduce.PeerError
-	if errors.As(err, &pe) && pe.Rank >= 0 && pe.Rank < len(g.Members) {
-		suspect = g.Members[pe.Rank].ID
-	}
-	if rerr := w.run.ReportFailure(ctx, coordinator.Failure{Reporter: w.cfg.ID, Gen: g.Gen, Suspect: suspect, Error: err.Error()}); rerr != nil {
-		w.log.Warn("report failure", zap.Error(rerr))
-	}
-}
-
-// runGeneration trains on the ring of g until the run finishes, the ring
-// agrees to move to a newer generation, or a collective fails.
-func (w *Worker) runGeneration(ctx context.Context, g coordinator.Generation) error {
-	rank, world := g.Rank(w.cfg.ID), len(g.Members)
-	log := w.log.With(zap.Uint64("gen", g.Gen), zap.Int("rank", rank), zap.Int("world", world))
-	ring, err := allreduce.NewRing(ctx, w.tr, allreduce.Config{
-		RunID: w.cfg.Run, Generation: g.Gen, Members: g.Addrs(), Rank: rank,
-		PeerTimeout: w.cfg.PeerTimeout, Logger: log,
-	})
-	if err != nil {
-		return fmt.Errorf("form ring: %w", err)
-	}
-	defer ring.Close()
-	w.metrics.Generation.Set(float64(g.Gen))
-	w.metrics.Members.Set(float64(world))
-	w.metrics.Rank.Set(float64(rank))
-	w.metrics.resetRanks(world)
-
-	src, err := w.sync(ctx, ring, rank, world)
-	if err != nil {
-		return fmt.Errorf("state transfer: %w", err)
-	}
-	log.Info("ring formed", zap.String("ring", g.String()), zap.Int64("step", w.st.Step), zap.Int("state_from", src))
-	w.logLine(fmt.Sprintf(`{"event":"sync","gen":%d,"rank":%d,"step":%d,"from":%d}`, g.Gen, rank, w.st.Step, src))
-
-	cfg := w.st.Cfg
-	if w.trainStart.IsZero() {
-		w.trainStart, w.trainStartStep = time.Now(), w.st.Step
-	}
-	np := len(w.st.Net.Params)
-	if cap(w.buf) < np+2+world {
-		w.buf = make([]float32, np+2+world)
-	}
-	w.buf = w.buf[:np+2+world]
-	w.st.Net.Grads = w.buf[:np]
-	B := float64(cfg.Batch)
-	hashEvery := int64(w.spec.HashEvery)
-	lastPub := time.Time{}
-	window := time.Now()
-	windowStep := w.st.Step
-	for !w.st.Done() {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		t0 := time.Now()
-		lossSum, _ := w.st.ShardGradients(w.train, rank, world)
-		compute := time.Since(t0)
-		w.buf[np] = float32(lossSum)
-		w.buf[np+1] = 0
-		clear(w.buf[np+2:])
-		w.buf[np+2+rank] = float32(compute.Seconds())
-		// Vote to end the generation after this step: a newer one exists,
-		// or this worker is stopping. Everyone sees the sum.
-		stopping := w.isStopping()
-		if g2 := w.latest.Load(); (g2 != nil && g2.Gen > g.Gen) || stopping {
-			w.buf[np+1] = 1
-		}
-		t1 := time.Now()
-		if err := ring.AllReduce(ctx, w.buf); err != nil {
-			return fmt.Errorf("step %d: %w", w.st.Step, err)
-		}
-		comm := time.Since(t1)
-		loss := float64(w.buf[np]) / B
-		leave := w.buf[np+1] > 0
-		if math.IsNaN(loss) || math.IsInf(loss, 0) {
-			return fmt.Errorf("%w: loss is %v at step %d; lower --lr (now %v) or set --clip-norm", ErrReplicaMismatch, loss, w.st.Step, cfg.LR)
-		}
-		w.st.Apply()
-		step := w.st.Step
-		w.hist.AddLoss(step, loss)
-		w.metrics.observeStep(step, w.st.Epoch(), loss, compute, comm, 4*len(w.buf), w.buf[np+2:])
-		if w.steplog != nil {
-			w.logLine(`{"event":"step","gen":` + strconv.FormatUint(g.Gen, 10) + `,"rank":` + strconv.Itoa(rank) +
-				`,"step":` + strconv.FormatInt(step, 10) + `,"loss":` + strconv.FormatFloat(loss, 'g', -1, 64) + `}`)
-		}
-
-		if hashEvery > 0 && step%hashEvery == 0 {
-			if err := w.checkReplicas(ctx, ring, rank, world, step); err != nil {
+	waitingLogged := false
+	for {
+		if len(queue) == 0 {
+			if core.Phase() == "waiting" && !waitingLogged {
+				waitingLogged = true
+				w.log.Info("waiting for a generation that includes this worker")
+			}
+			in, err := ev.next(ctx)
+			if err != nil {
 				return err
 			}
+			feed(in)
+			continue
 		}
-		epochEnd := step%int64(w.st.StepsPerEpoch) == 0
-		var p coordinator.Progress
-		if rank == 0 && (epochEnd || time.Since(lastPub) > 500*time.Millisecond) {
-			now := time.Now()
-			p = coordinator.Progress{Gen: g.Gen, Step: step, TotalSteps: w.st.TotalSteps, Epoch: w.st.Epoch(),
-				Loss: loss, Workers: world, Time: now.UTC(), ComputeMs: make([]float64, world)}
-			for r, v := range w.buf[np+2:] {
-				p.ComputeMs[r] = math.Round(float64(v)*1e5) / 100
+		act := queue[0]
+		queue = queue[1:]
+		switch a := act.(type) {
+		case Join:
+			waitingLogged = false
+			cur.close()
+			var err error
+			cur, err = w.join(ctx, a)
+			if err != nil {
+				feed(w.failure(cur, err))
+				continue
 			}
-			if dt := now.Sub(window).Seconds(); dt > 0 {
-				p.SamplesPerSec = math.Round(float64(step-windowStep) * B / dt)
-				w.metrics.SamplesPerSec.Set(p.SamplesPerSec)
+			steps, err := w.agreeSteps(ctx, cur)
+			if err != nil {
+				feed(w.failure(cur, err))
+				continue
 			}
-			window, windowStep, lastPub = now, step, now
-			if epochEnd {
-				w.lastEval[0], w.lastEval[1] = w.st.Evaluate(w.test)
-				w.hist.AddEval(step, w.lastEval[0], w.lastEval[1])
-				w.metrics.Accuracy.Set(w.lastEval[1])
-				log.Info("epoch", zap.Int64("step", step), zap.Int("epoch", w.st.Epoch()-1),
-					zap.Float64("loss", loss), zap.Float64("test_accuracy", w.lastEval[1]))
+			feed(StepsAgreed{Steps: steps})
+		case Sync:
+			if err := w.syncFrom(ctx, cur, a.From); err != nil {
+				feed(w.failure(cur, fmt.Errorf("state transfer: %w", err)))
+				continue
 			}
-			// The latest evaluation rides along with every update.
-			p.TestLoss, p.TestAccuracy = w.lastEval[0], w.lastEval[1]
-			w.prog.Publish(p)
-		}
-		if rank == 0 && cfg.CheckpointDir != "" && cfg.CheckpointEvery > 0 && step%int64(cfg.CheckpointEvery) == 0 && !w.st.Done() {
-			w.ckpt.Snapshot(g.Gen, w.hist)
-		}
-		if stopping { // voted in this step's all-reduce: the ring ends here with us
-			return errLeaving
-		}
-		if leave && !w.st.Done() {
-			log.Info("leaving for a newer generation at a step boundary", zap.Int64("step", step))
-			return errNewerGeneration
+			feed(Synced{})
+		case Train:
+			drain()
+			if len(queue) > 0 && core.Phase() != "training" {
+				continue // an event ended training (the core exited)
+			}
+			if w.st.Done() {
+				// The synced state is the run's end (a rank 0 failed while finishing).
+				feed(StepDone{Step: w.st.Step, Done: true})
+				continue
+			}
+			r, err := cur.stepper.Step(ctx, a.Vote)
+			if err != nil {
+				if errors.Is(err, train.ErrNonFinite) || ctx.Err() != nil {
+					return err
+				}
+				feed(w.failure(cur, err))
+				continue
+			}
+			if err := w.afterStep(ctx, cur, r); err != nil {
+				if errors.Is(err, ErrReplicaMismatch) {
+					return err
+				}
+				feed(w.failure(cur, err))
+				continue
+			}
+			drain()
+			feed(StepDone{Step: r.Step, Leave: r.Leave, Done: r.Done})
+		case EndGeneration:
+			if cur != nil {
+				cur.log.Info("generation ended", zap.String("reason", a.Reason), zap.Int64("step", w.st.Step))
+			}
+			cur.close()
+			cur = nil
+		case Report:
+			w.metrics.RingFailures.Inc()
+			w.log.Warn("generation failed; waiting for the next", zap.Uint64("gen", a.Gen), zap.Int64("step", w.st.Step), zap.String("error", a.Err))
+			if err := w.run.ReportFailure(ctx, cluster.Failure{Reporter: w.cfg.ID, Gen: a.Gen, Suspect: a.Suspect, Error: a.Err}); err != nil {
+				w.log.Warn("report failure", zap.Error(err))
+			}
+		case Finish:
+			if err := w.finish(ctx, cur); err != nil {
+				if ctx.Err() != nil {
+					return err
+				}
+				feed(w.failure(cur, err))
+				continue
+			}
+			feed(FinalWritten{})
+		case Exit:
+			switch a.Reason {
+			case "left":
+				w.log.Info("left the ring at a step boundary", zap.Int64("step", w.st.Step))
+			case "finished":
+				w.log.Info("run finished", zap.Int64("step", w.st.Step))
+			default:
+				w.log.Info("stopped", zap.Int64("step", w.st.Step))
+			}
+			return nil
+		default:
+			panic(fmt.Sprintf("worker: unknown action %T", act))
 		}
 	}
-	return w.finish(ctx, g, rank, world)
 }
 
-// sync makes every replica's state identical at the start of a generation:
-// the ranks agree on the most advanced state (the highest step; the lowest
-// rank among equals) and that rank broadcasts it. A replica that applied
-// the last step of a failed generation thus hands it on; none is repeated.
-func (w *Worker) sync(ctx context.Context, ring *allreduce.Ring, rank, world int) (int, error) {
-	steps := make([]float32, world)
-	steps[rank] = float32(w.st.Step)
-	if err := ring.AllReduce(ctx, steps); err != nil {
-		return -1, err
-	}
-	src := 0
-	for r, s := range steps {
-		if s > steps[src] {
-			src = r
+// joinWatches ends the etcd watches and waits, bounded, for their goroutines
+// to close their channels.
+func joinWatches(cancel context.CancelFunc, gens <-chan cluster.Generation, done <-chan train.Summary) {
+	cancel()
+	t := time.NewTimer(10 * time.Second)
+	defer t.Stop()
+	for gens != nil || done != nil {
+		select {
+		case _, ok := <-gens:
+			if !ok {
+				gens = nil
+			}
+		case _, ok := <-done:
+			if !ok {
+				done = nil
+			}
+		case <-t.C:
+			return
 		}
 	}
-	flat := w.st.FlatState()
-	if err := ring.Broadcast(ctx, flat, src); err != nil {
-		return -1, err
+}
+
+// failure is the RingFailed input for err, naming the suspect member when
+// err names a peer.
+func (w *Worker) failure(cur *gen, err error) Input {
+	suspect := ""
+	var pe *allreduce.PeerError
+	if cur != nil && errors.As(err, &pe) && pe.Rank >= 0 && pe.Rank < len(cur.g.Members) {
+		suspect = cur.g.Members[pe.Rank].ID
 	}
-	if rank != src {
+	return RingFailed{Err: err.Error(), Suspect: suspect}
+}
+
+// join builds the ring of a generation.
+func (w *Worker) join(ctx context.Context, a Join) (*gen, error) {
+	world := len(a.Gen.Members)
+	cur := &gen{g: a.Gen, rank: a.Rank, log: w.log.With(zap.Uint64("gen", a.Gen.Gen), zap.Int("rank", a.Rank), zap.Int("world", world))}
+	ring, err := allreduce.NewRing(ctx, w.tr, allreduce.Config{
+		RunID: w.cfg.Run, Generation: a.Gen.Gen, Members: a.Gen.Addrs(), Rank: a.Rank,
+		PeerTimeout: w.cfg.PeerTimeout, Logger: cur.log,
+	})
+	if err != nil {
+		return cur, fmt.Errorf("form ring: %w", err)
+	}
+	cur.ring = ring
+	w.metrics.Generation.Set(float64(a.Gen.Gen))
+	w.metrics.Members.Set(float64(world))
+	w.metrics.Rank.Set(float64(a.Rank))
+	w.metrics.resetRanks(world)
+	return cur, nil
+}
+
+// agreeSteps tells every rank every rank's step. A step travels as two
+// 24-bit halves, each exact in float32.
+func (w *Worker) agreeSteps(ctx context.Context, cur *gen) ([]int64, error) {
+	world := len(cur.g.Members)
+	v := make([]float32, 2*world)
+	v[2*cur.rank] = float32(w.st.Step >> 24)
+	v[2*cur.rank+1] = float32(w.st.Step & (1<<24 - 1))
+	if err := cur.ring.AllReduce(ctx, v); err != nil {
+		return nil, fmt.Errorf("state transfer: %w", err)
+	}
+	steps := make([]int64, world)
+	for r := range steps {
+		steps[r] = int64(v[2*r])<<24 | int64(v[2*r+1])
+	}
+	return steps, nil
+}
+
+// syncFrom makes every replica's state src's.
+func (w *Worker) syncFrom(ctx context.Context, cur *gen, src int) error {
+	flat := w.st.FlatState()
+	if err := cur.ring.Broadcast(ctx, flat, src); err != nil {
+		return err
+	}
+	if cur.rank != src {
 		if err := w.st.SetFlatState(flat); err != nil {
-			return -1, err
+			return err
 		}
 		w.metrics.StateTransfers.Inc()
 		w.catchUpHistory()
 	}
-	return src, nil
+	cur.log.Info("ring formed", zap.String("ring", cur.g.String()), zap.Int64("step", w.st.Step), zap.Int("state_from", src))
+	w.logLine(fmt.Sprintf(`{"event":"sync","gen":%d,"rank":%d,"step":%d,"from":%d}`, cur.g.Gen, cur.rank, w.st.Step, src))
+	if w.trainStart.IsZero() {
+		w.trainStart, w.trainStartStep = time.Now(), w.st.Step
+	}
+	cur.stepper = train.NewStepper(w.st, w.train, train.RingReducer(cur.ring))
+	cur.window, cur.windowStep = time.Now(), w.st.Step
+	return nil
+}
+
+// afterStep records a step: curves, metrics, the step log, the replica
+// check, progress and evaluation (rank 0), and the checkpoint cadence.
+func (w *Worker) afterStep(ctx context.Context, cur *gen, r train.Result) error {
+	step, world := r.Step, len(cur.g.Members)
+	w.hist.AddLoss(step, r.Loss)
+	w.metrics.observeStep(step, w.st.Epoch(), r.Loss, r.ComputeTime, r.ReduceTime, r.Bytes, r.Compute)
+	if w.steplog != nil {
+		w.logLine(`{"event":"step","gen":` + strconv.FormatUint(cur.g.Gen, 10) + `,"rank":` + strconv.Itoa(cur.rank) +
+			`,"step":` + strconv.FormatInt(step, 10) + `,"loss":` + strconv.FormatFloat(r.Loss, 'g', -1, 64) + `}`)
+	}
+	if hashEvery := int64(w.spec.HashEvery); hashEvery > 0 && step%hashEvery == 0 {
+		if err := w.checkReplicas(ctx, cur.ring, cur.rank, world, step); err != nil {
+			return err
+		}
+	}
+	if cur.rank != 0 {
+		return nil
+	}
+	if r.Eval && !r.Done { // the final evaluation is finish's
+		w.lastEval[0], w.lastEval[1] = w.st.Evaluate(w.test)
+		w.hist.AddEval(step, w.lastEval[0], w.lastEval[1])
+		w.metrics.Accuracy.Set(w.lastEval[1])
+		cur.log.Info("eval", zap.Int64("step", step), zap.Int("epoch", int((step-1)/int64(w.st.StepsPerEpoch))),
+			zap.Float64("loss", r.Loss), zap.Float64("test_loss", w.lastEval[0]), zap.Float64("test_accuracy", w.lastEval[1]))
+	}
+	if now := time.Now(); r.Eval || now.Sub(cur.lastPub) > 500*time.Millisecond {
+		p := cluster.Progress{Gen: cur.g.Gen, Step: step, TotalSteps: w.st.TotalSteps, Epoch: w.st.Epoch(),
+			Loss: r.Loss, Workers: world, Time: now.UTC(), ComputeMs: make([]float64, world),
+			TestLoss: w.lastEval[0], TestAccuracy: w.lastEval[1]} // the latest evaluation rides along
+		for q, v := range r.Compute {
+			p.ComputeMs[q] = math.Round(float64(v)*1e5) / 100
+		}
+		if dt := now.Sub(cur.window).Seconds(); dt > 0 {
+			p.SamplesPerSec = math.Round(float64(step-cur.windowStep) * float64(w.st.Cfg.Batch) / dt)
+			w.metrics.SamplesPerSec.Set(p.SamplesPerSec)
+		}
+		cur.window, cur.windowStep, cur.lastPub = now, step, now
+		w.prog.Publish(p)
+	}
+	if r.Checkpoint && !r.Done && w.st.Cfg.CheckpointDir != "" { // the final checkpoint is finish's
+		w.ckpt.Snapshot(cur.g.Gen, w.st, w.hist)
+	}
+	return nil
 }
 
 // catchUpHistory takes the loss and accuracy curves of the newest checkpoint
@@ -513,30 +593,10 @@ func (w *Worker) checkReplicas(ctx context.Context, ring *allreduce.Ring, rank, 
 	return nil
 }
 
-// finish ends the run: rank 0 evaluates, writes the final checkpoint,
-// publishes it and marks the run done; the others wait for that (or for a
-// newer generation, should rank 0 fail before it).
-func (w *Worker) finish(ctx context.Context, g coordinator.Generation, rank, world int) error {
-	if rank != 0 {
-		done := w.run.WatchDone(ctx)
-		for {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-w.stopping:
-				return errLeaving
-			case _, ok := <-done:
-				if ok {
-					return errFinished
-				}
-				done = nil
-			case <-w.changed:
-				if g2 := w.latest.Load(); g2 != nil && g2.Gen > g.Gen {
-					return errNewerGeneration
-				}
-			}
-		}
-	}
+// finish ends the run on rank 0: it evaluates, writes the final checkpoint,
+// publishes it and marks the run done.
+func (w *Worker) finish(ctx context.Context, cur *gen) error {
+	world := len(cur.g.Members)
 	tl, acc := w.st.Evaluate(w.test)
 	w.hist.AddEval(w.st.Step, tl, acc)
 	sum := train.Summary{Step: w.st.Step, Epoch: int((w.st.Step - 1) / int64(w.st.StepsPerEpoch)),
@@ -549,7 +609,7 @@ func (w *Worker) finish(ctx context.Context, g coordinator.Generation, rank, wor
 		sum.SamplesPerSec = math.Round(float64(w.st.Step-w.trainStartStep)*float64(w.st.Cfg.Batch)/secs*10) / 10
 	}
 	if w.st.Cfg.CheckpointDir != "" {
-		dir, err := w.ckpt.SaveNow(ctx, g.Gen, w.hist)
+		dir, err := w.ckpt.SaveNow(ctx, cur.g.Gen, w.st, w.hist)
 		if err != nil {
 			return err
 		}
@@ -558,14 +618,14 @@ func (w *Worker) finish(ctx context.Context, g coordinator.Generation, rank, wor
 			w.log.Warn("plot", zap.Error(err))
 		}
 	}
-	w.prog.Publish(coordinator.Progress{Gen: g.Gen, Step: w.st.Step, TotalSteps: w.st.TotalSteps, Epoch: w.st.Epoch(),
+	w.prog.Publish(cluster.Progress{Gen: cur.g.Gen, Step: w.st.Step, TotalSteps: w.st.TotalSteps, Epoch: w.st.Epoch(),
 		Loss: sum.TrainLoss, TestLoss: tl, TestAccuracy: acc, Workers: world, Time: time.Now().UTC()})
 	w.prog.Close()
 	if err := w.run.MarkDone(ctx, sum); err != nil {
 		return err
 	}
 	w.log.Info("run finished", zap.Int64("step", sum.Step), zap.Float64("test_accuracy", acc))
-	return errFinished
+	return nil
 }
 
 func (w *Worker) logLine(s string) {

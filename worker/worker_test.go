@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ringtrain/ringtrain/checkpoint"
+	"github.com/ringtrain/ringtrain/cluster"
 	"github.com/ringtrain/ringtrain/coordinator"
 	"github.com/ringtrain/ringtrain/train"
 )
@@ -52,7 +53,7 @@ func runCluster(t *testing.T, etcd []string, run string, cfg train.Config, n int
 	defer cancel()
 	cc := coordinator.TestConfig(etcd, run, "coord-"+run)
 	cc.HTTPAddr = ""
-	cc.Spec = coordinator.RunSpec{Config: cfg, MinWorkers: n, HashEvery: 1}
+	cc.Spec = cluster.RunSpec{Config: cfg.Spec, MinWorkers: n, HashEvery: 1}
 	cc.Logger = zap.NewNop() // memberlist may log after the test returns
 	coord, err := coordinator.New(cc)
 	if err != nil {
@@ -70,6 +71,7 @@ func runCluster(t *testing.T, etcd []string, run string, cfg train.Config, n int
 		wc.Etcd, wc.Run, wc.ID = etcd, run, fmt.Sprintf("w%d", i)
 		wc.Listen, wc.GossipListen, wc.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", ""
 		wc.PeerTimeout, wc.LeaseTTL = 2*time.Second, 2*time.Second
+		wc.Data, wc.CheckpointDir = cfg.Data, cfg.CheckpointDir
 		wc.Logger = zap.NewNop() // memberlist may log after the test returns
 		w, err := New(wc)
 		if err != nil {
@@ -88,12 +90,12 @@ func runCluster(t *testing.T, etcd []string, run string, cfg train.Config, n int
 			t.Fatalf("run %s: %v", run, err)
 		}
 	}
-	cli, err := clientv3.New(coordinator.EtcdClientConfig(etcd, zap.NewNop()))
+	cli, err := clientv3.New(cluster.EtcdClientConfig(etcd, zap.NewNop()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cli.Close()
-	sum, ok, err := coordinator.NewClient(cli, run, zap.NewNop()).Done(context.Background())
+	sum, ok, err := cluster.NewClient(cli, run, zap.NewNop()).Done(context.Background())
 	if err != nil || !ok {
 		t.Fatalf("run %s not done: %v", run, err)
 	}
@@ -130,7 +132,7 @@ func TestRingMatchesSingleProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	e, err := coordinator.StartEtcd(coordinator.EtcdConfig{Dir: filepath.Join(dir, "etcd"),
+	e, err := cluster.StartEtcd(cluster.EtcdConfig{Dir: filepath.Join(dir, "etcd"),
 		ListenClientURLs: "http://127.0.0.1:0", ListenPeerURLs: "http://127.0.0.1:0", Fast: true})
 	if err != nil {
 		t.Fatal(err)

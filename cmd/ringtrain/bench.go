@@ -20,7 +20,9 @@ import (
 	"time"
 
 	"github.com/ringtrain/ringtrain/allreduce"
+	"github.com/ringtrain/ringtrain/dataset"
 	"github.com/ringtrain/ringtrain/nn"
+	"github.com/ringtrain/ringtrain/train"
 )
 
 func init() {
@@ -256,54 +258,52 @@ type trainResult struct {
 }
 
 // benchTrain mirrors torch_ddp_mlp.py: fixed random inputs (4096 examples),
-// each rank its slice of the global batch, SGD with momentum 0.9; every
-// step's time covers forward, backward, the all-reduce and the update.
+// each rank its slice of the global batch, SGD with momentum 0.9 at a
+// constant rate; every step's time covers forward, backward, the all-reduce
+// and the update. It trains through the same train.Stepper as `ringtrain
+// train` and the workers, so it measures the product's step.
 func benchTrain(ctx context.Context, job benchJob, ring *allreduce.Ring) (trainResult, error) {
 	nn.SetThreads(job.Threads)
-	layers, _ := nn.ParseLayers(job.Layers)
-	net, err := nn.NewNetwork(nn.Spec{Layers: layers, Activation: "relu", Loss: "cross_entropy"})
+	layers, err := nn.ParseLayers(job.Layers)
 	if err != nil {
-		return trainResult{}, err
+		return trainResult{}, usage.Errorf("--layers %q: %v", job.Layers, err)
 	}
-	if err := net.Init("he", rand.New(rand.NewPCG(job.Seed, 1))); err != nil {
-		return trainResult{}, err
-	}
-	opt, err := nn.NewOptimizer(nn.OptimizerConfig{Name: "momentum", Momentum: 0.9}, len(net.Params))
-	if err != nil {
-		return trainResult{}, err
-	}
-	world := len(job.Members)
-	per := job.GlobalBatch / world
 	const n = 4096
 	in, out := layers[0], layers[len(layers)-1]
 	rng := rand.New(rand.NewPCG(job.Seed+1, 2))
-	X := make([]float32, n*in)
-	for i := range X {
-		X[i] = rng.Float32()
+	data := &dataset.Set{X: make([]float32, n*in), Labels: make([]int32, n), N: n, Dim: in, Classes: out}
+	for i := range data.X {
+		data.X[i] = rng.Float32()
 	}
-	Y := make([]int32, n)
-	for i := range Y {
-		Y[i] = int32(rng.IntN(out))
+	for i := range data.Labels {
+		data.Labels[i] = int32(rng.IntN(out))
 	}
-	np := len(net.Params)
-	buf := make([]float32, np+1)
-	net.Grads = buf[:np]
+	cfg := train.DefaultConfig()
+	cfg.Layers, cfg.Batch, cfg.LR, cfg.Seed = job.Layers, job.GlobalBatch, job.LR, job.Seed
+	cfg.Schedule, cfg.Shuffle, cfg.Steps = "constant", false, int64(job.Warmup+job.Steps)
+	cfg.Data, cfg.Threads = "random", job.Threads
+	st, err := train.NewState(cfg, data)
+	if err != nil {
+		return trainResult{}, err
+	}
+	var red train.Reducer = train.SingleProcess{}
+	if ring != nil {
+		red = train.RingReducer(ring)
+	}
+	stepper := train.NewStepper(st, data, red)
+	world := red.World()
 	var times []time.Duration
 	var losses []float64
 	for step := 0; step < job.Warmup+job.Steps; step++ {
-		lo := (step*job.GlobalBatch + job.Rank*per) % (n - per)
 		t0 := time.Now()
-		buf[np] = float32(net.ComputeGradients(nn.Batch{X: X[lo*in : (lo+per)*in], Labels: Y[lo : lo+per], N: per}, float32(1/float64(job.GlobalBatch))))
-		if ring != nil {
-			if err := ring.AllReduce(ctx, buf); err != nil {
-				return trainResult{}, err
-			}
+		r, err := stepper.Step(ctx, false)
+		if err != nil {
+			return trainResult{}, err
 		}
-		opt.Step(net.Params, net.Grads, job.LR)
 		dt := time.Since(t0)
 		if step >= job.Warmup {
 			times = append(times, dt)
-			losses = append(losses, float64(buf[np])/float64(job.GlobalBatch))
+			losses = append(losses, r.Loss)
 		}
 	}
 	if ring != nil {

@@ -23,7 +23,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
-	"github.com/ringtrain/ringtrain/coordinator"
+	"github.com/ringtrain/ringtrain/cluster"
 	"github.com/ringtrain/ringtrain/train"
 )
 
@@ -53,6 +53,19 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// missingTool ends a test that needs a tool this machine lacks: what says
+// which tool and why it cannot run, install the command that installs it.
+// The test is skipped, except in CI ($CI set), whose machine is meant to
+// have every tool the tests need: there it fails instead, so that a
+// missing tool cannot turn part of the suite into silent skips.
+func missingTool(t testing.TB, what, install string) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s; CI ($CI is set) must have it, install with: %s", what, install)
+	}
+	t.Skipf("%s (install with: %s)", what, install)
 }
 
 // proc is a ringtrain process with its output in a log file.
@@ -118,8 +131,8 @@ func (p *proc) exited() bool {
 	}
 }
 
-// cluster is etcd, coordinators and workers of one run.
-type cluster struct {
+// testCluster is etcd, coordinators and workers of one run.
+type testCluster struct {
 	t        *testing.T
 	dir      string
 	etcd     *proc
@@ -128,20 +141,20 @@ type cluster struct {
 	trainArg []string
 	coords   map[string]*proc
 	workers  map[string]*proc
-	run      *coordinator.Client
+	run      *cluster.Client
 	// stockEtcd runs Debian's etcd server binary instead of `ringtrain etcd`.
 	stockEtcd string
 }
 
-func newCluster(t *testing.T, trainArgs ...string) *cluster {
+func newCluster(t *testing.T, trainArgs ...string) *testCluster {
 	t.Helper()
 	return newClusterEtcd(t, "", trainArgs...)
 }
 
-func newClusterEtcd(t *testing.T, stockEtcd string, trainArgs ...string) *cluster {
+func newClusterEtcd(t *testing.T, stockEtcd string, trainArgs ...string) *testCluster {
 	t.Helper()
 	dir := t.TempDir()
-	c := &cluster{t: t, dir: dir, ckpt: filepath.Join(dir, "checkpoints"), trainArg: trainArgs,
+	c := &testCluster{t: t, dir: dir, ckpt: filepath.Join(dir, "checkpoints"), trainArg: trainArgs,
 		coords: map[string]*proc{}, workers: map[string]*proc{}, stockEtcd: stockEtcd}
 	c.startEtcd()
 	c.connect()
@@ -149,17 +162,17 @@ func newClusterEtcd(t *testing.T, stockEtcd string, trainArgs ...string) *cluste
 }
 
 // connect points c.run at the cluster's etcd.
-func (c *cluster) connect() {
+func (c *testCluster) connect() {
 	c.t.Helper()
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{c.endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	c.t.Cleanup(func() { cli.Close() })
-	c.run = coordinator.NewClient(cli, coordinator.DefaultRun, zap.NewNop())
+	c.run = cluster.NewClient(cli, cluster.DefaultRun, zap.NewNop())
 }
 
-func (c *cluster) startEtcd() {
+func (c *testCluster) startEtcd() {
 	cport, pport := freePort(c.t), freePort(c.t)
 	c.endpoint = fmt.Sprintf("http://127.0.0.1:%d", cport)
 	peer := fmt.Sprintf("http://127.0.0.1:%d", pport)
@@ -173,7 +186,7 @@ func (c *cluster) startEtcd() {
 	c.etcd = startProc(c.t, c.dir, "etcd", append([]string{"etcd"}, args...)...)
 }
 
-func (c *cluster) startCoordinator(id string) *proc {
+func (c *testCluster) startCoordinator(id string) *proc {
 	args := append([]string{"coordinator", "--etcd", c.endpoint, "--id", id, "--listen", "127.0.0.1:0",
 		"--gossip-listen", "127.0.0.1:0", "--http-addr", "", "--checkpoint-dir", c.ckpt, "--hash-every", "50"}, c.trainArg...)
 	p := startProc(c.t, c.dir, id, args...)
@@ -181,7 +194,7 @@ func (c *cluster) startCoordinator(id string) *proc {
 	return p
 }
 
-func (c *cluster) startWorker(id string) *proc {
+func (c *testCluster) startWorker(id string) *proc {
 	p := startProc(c.t, c.dir, id, "worker", "--etcd", c.endpoint, "--id", id, "--listen", "127.0.0.1:0",
 		"--gossip-listen", "127.0.0.1:0", "--http-addr", "", "--checkpoint-dir", c.ckpt,
 		"--peer-timeout", "3s", "--lease-ttl", "5s", "--step-log", filepath.Join(c.dir, id+".steps.jsonl"))
@@ -207,9 +220,9 @@ func poll[T any](within, every time.Duration, get func(context.Context) (T, bool
 }
 
 // waitStep waits until the ring has published progress at or past step.
-func (c *cluster) waitStep(step int64, within time.Duration) coordinator.Progress {
+func (c *testCluster) waitStep(step int64, within time.Duration) cluster.Progress {
 	c.t.Helper()
-	p, ok := poll(within, 50*time.Millisecond, func(ctx context.Context) (coordinator.Progress, bool) {
+	p, ok := poll(within, 50*time.Millisecond, func(ctx context.Context) (cluster.Progress, bool) {
 		p, ok, _ := c.run.Progress(ctx)
 		return p, ok && p.Step >= step
 	})
@@ -220,7 +233,7 @@ func (c *cluster) waitStep(step int64, within time.Duration) coordinator.Progres
 }
 
 // waitDone waits for the run's final summary.
-func (c *cluster) waitDone(within time.Duration) train.Summary {
+func (c *testCluster) waitDone(within time.Duration) train.Summary {
 	c.t.Helper()
 	s, ok := poll(within, 100*time.Millisecond, func(ctx context.Context) (train.Summary, bool) {
 		s, ok, _ := c.run.Done(ctx)
@@ -232,7 +245,7 @@ func (c *cluster) waitDone(within time.Duration) train.Summary {
 	return s
 }
 
-func (c *cluster) generation() coordinator.Generation {
+func (c *testCluster) generation() cluster.Generation {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	g, _, err := c.run.Generation(ctx)
@@ -243,7 +256,7 @@ func (c *cluster) generation() coordinator.Generation {
 }
 
 // waitGeneration waits for a generation that satisfies ok.
-func (c *cluster) waitGeneration(within time.Duration, ok func(coordinator.Generation) bool) coordinator.Generation {
+func (c *testCluster) waitGeneration(within time.Duration, ok func(cluster.Generation) bool) cluster.Generation {
 	c.t.Helper()
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
@@ -253,7 +266,7 @@ func (c *cluster) waitGeneration(within time.Duration, ok func(coordinator.Gener
 		time.Sleep(50 * time.Millisecond)
 	}
 	c.t.Fatalf("no such generation within %v; last %v", within, c.generation())
-	return coordinator.Generation{}
+	return cluster.Generation{}
 }
 
 // stepRecord is one line of a worker's step log.
@@ -290,7 +303,7 @@ func readStepLog(t *testing.T, path string) []stepRecord {
 // transfer never moves a worker backwards past a step it applied, and
 // together the workers applied every step from first to last. Workers that
 // applied the same step in the same generation saw the same loss.
-func (c *cluster) checkStepLogs(first, last int64) {
+func (c *testCluster) checkStepLogs(first, last int64) {
 	c.t.Helper()
 	applied := map[int64]bool{}
 	loss := map[[2]int64]float64{}
@@ -338,10 +351,10 @@ func TestKillWorkerRunCompletes(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		c.startWorker("worker-" + strconv.Itoa(i))
 	}
-	c.waitGeneration(30*time.Second, func(g coordinator.Generation) bool { return len(g.Members) == 3 })
+	c.waitGeneration(30*time.Second, func(g cluster.Generation) bool { return len(g.Members) == 3 })
 	c.waitStep(800, 3*time.Minute)
 	c.workers["worker-2"].kill()
-	g := c.waitGeneration(15*time.Second, func(g coordinator.Generation) bool {
+	g := c.waitGeneration(15*time.Second, func(g cluster.Generation) bool {
 		return len(g.Members) == 2 && g.Rank("worker-2") < 0
 	})
 	t.Logf("after kill -9 of worker-2: %v", g)
@@ -370,7 +383,7 @@ func TestRejoinFailoverAndEtcdPause(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		c.startWorker("worker-" + strconv.Itoa(i))
 	}
-	g0 := c.waitGeneration(30*time.Second, func(g coordinator.Generation) bool { return len(g.Members) == 3 })
+	g0 := c.waitGeneration(30*time.Second, func(g cluster.Generation) bool { return len(g.Members) == 3 })
 	c.waitStep(300, 2*time.Minute)
 
 	// etcd unreachable for a while: the current generation keeps training.
@@ -397,7 +410,7 @@ func TestRejoinFailoverAndEtcdPause(t *testing.T) {
 	}
 	c.coords[leader].kill()
 	c.workers["worker-3"].kill()
-	g1 := c.waitGeneration(30*time.Second, func(g coordinator.Generation) bool {
+	g1 := c.waitGeneration(30*time.Second, func(g cluster.Generation) bool {
 		return len(g.Members) == 0 && g.Leader != leader && g.Gen > g0.Gen
 	})
 	t.Logf("leader %s killed with worker-3: standby published %v (leader %s, %q)", leader, g1, g1.Leader, g1.Reason)
@@ -414,7 +427,7 @@ func TestRejoinFailoverAndEtcdPause(t *testing.T) {
 
 	// worker-3 comes back under the same name and rejoins at a step boundary.
 	c.startWorker("worker-3")
-	g2 := c.waitGeneration(30*time.Second, func(g coordinator.Generation) bool { return len(g.Members) == 3 && g.Gen > g1.Gen })
+	g2 := c.waitGeneration(30*time.Second, func(g cluster.Generation) bool { return len(g.Members) == 3 && g.Gen > g1.Gen })
 	t.Logf("worker-3 rejoined: %v", g2)
 	sum := c.waitDone(4 * time.Minute)
 	if sum.Step != 20000 || sum.TestAccuracy < 0.9 {
@@ -506,16 +519,13 @@ func TestStockEtcdServer(t *testing.T) {
 	}
 	const bin = "/usr/bin/etcd"
 	if _, err := os.Stat(bin); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s missing in CI: .ci/run installs etcd-server", bin)
-		}
-		t.Skipf("%s not installed (apt-get install etcd-server)", bin)
+		missingTool(t, "the stock etcd server: "+err.Error(), "apt-get install -y etcd-server")
 	}
 	c := newClusterEtcd(t, bin, "--layers", "784-32-10", "--steps", "400", "--batch", "64", "--checkpoint-every", "100", "--min-workers", "2")
 	c.startCoordinator("coordinator-1")
 	c.startWorker("worker-1")
 	c.startWorker("worker-2")
-	c.waitGeneration(30*time.Second, func(g coordinator.Generation) bool { return len(g.Members) == 2 })
+	c.waitGeneration(30*time.Second, func(g cluster.Generation) bool { return len(g.Members) == 2 })
 	sum := c.waitDone(2 * time.Minute)
 	if sum.Step != 400 || sum.TestAccuracy < 0.85 {
 		t.Fatalf("summary %+v: want step 400 and accuracy ≥ 0.85", sum)
@@ -539,7 +549,7 @@ func TestGracefulLeaveAtStepBoundary(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		c.startWorker("worker-" + strconv.Itoa(i))
 	}
-	g := c.waitGeneration(30*time.Second, func(g coordinator.Generation) bool { return len(g.Members) == 3 })
+	g := c.waitGeneration(30*time.Second, func(g cluster.Generation) bool { return len(g.Members) == 3 })
 	c.waitStep(300, 2*time.Minute)
 	w3 := c.workers["worker-3"]
 	w3.signal(syscall.SIGTERM)
@@ -551,7 +561,7 @@ func TestGracefulLeaveAtStepBoundary(t *testing.T) {
 	if w3.err != nil {
 		t.Fatalf("worker-3 exited with %v after SIGTERM, want status 0", w3.err)
 	}
-	g2 := c.waitGeneration(15*time.Second, func(x coordinator.Generation) bool { return x.Gen > g.Gen && len(x.Members) == 2 })
+	g2 := c.waitGeneration(15*time.Second, func(x cluster.Generation) bool { return x.Gen > g.Gen && len(x.Members) == 2 })
 	t.Logf("after SIGTERM of worker-3: %v", g2)
 	sum := c.waitDone(3 * time.Minute)
 	c.checkStepLogs(1, sum.Step)

@@ -17,7 +17,7 @@ func runCoordinator(ctx context.Context, e *env, args []string) error {
 		"leading, publishes a new ring generation whenever workers join, leave or fail. Training flags\n" +
 		"set the run spec; they are ignored when the run already has one.")
 	cfg := coordinator.DefaultConfig()
-	tc := cfg.Spec.Config
+	tc := train.Config{Spec: cfg.Spec.Config, Local: train.DefaultConfig().Local}
 	var lf logFlags
 	extra := func(fs *flag.FlagSet) {
 		fs.Var((*etcdFlag)(&cfg.Etcd), "etcd", "etcd endpoints, comma-separated (default 127.0.0.1:2379)")
@@ -36,13 +36,18 @@ func runCoordinator(ctx context.Context, e *env, args []string) error {
 	if err := train.ParseArgs(fs, args, &tc, extra); err != nil {
 		return err
 	}
-	cfg.Spec.Config = tc
+	cfg.Spec.Config = tc.Spec
+	cfg.CheckpointDir = tc.CheckpointDir // where the dashboard finds the workers' checkpoints
+	machineLocal := tc.Data != train.DefaultConfig().Data || tc.Init != "" || tc.Threads != train.DefaultConfig().Threads
 	log, err := lf.logger(e.stderr)
 	if err != nil {
 		return err
 	}
 	defer log.Sync()
 	cfg.Logger = log.Named("coordinator")
+	if machineLocal {
+		log.Warn("--data, --init and --threads are each worker's own flags; the run spec does not carry them")
+	}
 	c, err := coordinator.New(cfg)
 	if err != nil {
 		return err

@@ -7,7 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/ringtrain/ringtrain/coordinator"
+	"github.com/ringtrain/ringtrain/cluster"
 )
 
 func init() {
@@ -16,7 +16,7 @@ func init() {
 
 func runEtcd(ctx context.Context, e *env, args []string) error {
 	fs := e.newFlagSet("Runs one etcd member until interrupted; flags as etcd's own. For a single member the defaults suffice.")
-	var c coordinator.EtcdConfig
+	var c cluster.EtcdConfig
 	fs.StringVar(&c.Name, "name", "default", "member name")
 	fs.StringVar(&c.Dir, "data-dir", "", "data directory (default: NAME.etcd)")
 	fs.StringVar(&c.ListenClientURLs, "listen-client-urls", "http://127.0.0.1:2379", "URLs to serve clients on, comma-separated")
@@ -48,7 +48,7 @@ func runEtcd(ctx context.Context, e *env, args []string) error {
 		elog = elog.WithOptions(zap.IncreaseLevel(zap.WarnLevel))
 	}
 	c.Logger = elog
-	etcd, err := coordinator.StartEtcd(c)
+	etcd, err := cluster.StartEtcd(c)
 	if err != nil {
 		return err
 	}

@@ -1,9 +1,9 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"github.com/ringtrain/ringtrain/internal/usage"
 	"io"
@@ -14,7 +14,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
-	"github.com/ringtrain/ringtrain/coordinator"
+	"github.com/ringtrain/ringtrain/cluster"
 	"github.com/ringtrain/ringtrain/train"
 )
 
@@ -22,17 +22,21 @@ func init() {
 	register("status", "print a run's state from etcd: leader, ring, workers, progress, checkpoint", runStatus)
 }
 
-// statusReport is what `ringtrain status` prints (its --json form).
+// statusReport is what `ringtrain status` prints (its --json form): the
+// part of the run's snapshot (cluster.ReadSnapshot) that status shows.
 type statusReport struct {
-	Run          string                        `json:"run"`
-	Leader       string                        `json:"leader,omitempty"`
-	Coordinators []coordinator.CoordinatorInfo `json:"coordinators"`
-	Generation   *coordinator.Generation       `json:"generation,omitempty"`
-	Members      []statusMember                `json:"members"`
-	Progress     *coordinator.Progress         `json:"progress,omitempty"`
-	Checkpoint   *coordinator.CheckpointRef    `json:"checkpoint,omitempty"`
-	Done         *train.Summary                `json:"done,omitempty"`
-	Spec         *coordinator.RunSpec          `json:"spec,omitempty"`
+	Run          string                    `json:"run"`
+	Leader       string                    `json:"leader,omitempty"`
+	Coordinators []cluster.CoordinatorInfo `json:"coordinators"`
+	Generation   *cluster.Generation       `json:"generation,omitempty"`
+	Members      []statusMember            `json:"members"`
+	Progress     *cluster.Progress         `json:"progress,omitempty"`
+	Checkpoint   *cluster.CheckpointRef    `json:"checkpoint,omitempty"`
+	// CheckpointPath is Checkpoint's directory under the run spec's
+	// checkpoint root.
+	CheckpointPath string           `json:"checkpoint_path,omitempty"`
+	Done           *train.Summary   `json:"done,omitempty"`
+	Spec           *cluster.RunSpec `json:"spec,omitempty"`
 }
 
 // statusMember is one worker: registered, in the ring, or both.
@@ -49,7 +53,7 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 	fs := e.newFlagSet("Prints a run's state as stored in etcd.")
 	endpoints := etcdFlag{"127.0.0.1:2379"}
 	fs.Var(&endpoints, "etcd", "etcd endpoints, comma-separated")
-	run := fs.String("run", coordinator.DefaultRun, "run name")
+	run := fs.String("run", cluster.DefaultRun, "run name")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
 	if err := usage.ParseFlags(fs, args); err != nil {
@@ -60,14 +64,14 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	ecfg := coordinator.EtcdClientConfig(endpoints, zap.NewNop())
+	ecfg := cluster.EtcdClientConfig(endpoints, zap.NewNop())
 	ecfg.DialTimeout = *timeout
 	cli, err := clientv3.New(ecfg)
 	if err != nil {
 		return fmt.Errorf("etcd %v: %w", []string(endpoints), err)
 	}
 	defer cli.Close()
-	rep, err := gatherStatus(ctx, coordinator.NewClient(cli, *run, nil))
+	rep, err := gatherStatus(ctx, cluster.NewClient(cli, *run, nil))
 	if err != nil {
 		return err
 	}
@@ -80,64 +84,35 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-func gatherStatus(ctx context.Context, c *coordinator.Client) (statusReport, error) {
-	rep := statusReport{Run: c.Run(), Members: []statusMember{}}
-	spec, err := c.Spec(ctx)
-	switch {
-	case err == nil:
-		rep.Spec = &spec
-	case !errors.Is(err, coordinator.ErrNoSpec):
-		return rep, fmt.Errorf("run %q: %w", c.Run(), err)
-	}
-	if rep.Leader, _, err = c.Leader(ctx); err != nil {
-		return rep, err
-	}
-	if rep.Coordinators, err = c.Coordinators(ctx); err != nil {
-		return rep, err
-	}
-	g, ok, err := c.Generation(ctx)
+func gatherStatus(ctx context.Context, c *cluster.Client) (statusReport, error) {
+	snap, err := cluster.ReadSnapshot(ctx, c, 0)
 	if err != nil {
-		return rep, err
+		return statusReport{}, fmt.Errorf("run %q: %w", c.Run(), err)
 	}
-	if ok {
-		rep.Generation = &g
+	return newStatusReport(snap), nil
+}
+
+// newStatusReport is what status shows of s.
+func newStatusReport(s cluster.Snapshot) statusReport {
+	rep := statusReport{Run: s.Run, Leader: s.Leader, Coordinators: s.Coordinators, Members: []statusMember{},
+		Progress: s.Progress, Checkpoint: s.Checkpoint, CheckpointPath: s.CheckpointPath, Done: s.Done, Spec: s.Spec}
+	if s.Generation.Gen > 0 {
+		rep.Generation = &s.Generation
 	}
-	workers, err := c.Workers(ctx)
-	if err != nil {
-		return rep, err
-	}
-	registered := map[string]bool{}
-	for _, w := range workers {
-		registered[w.ID] = true
-	}
-	for i, m := range g.Members {
-		st := fmt.Sprintf("rank %d", i)
-		if !registered[m.ID] {
-			st = "gone"
+	for _, m := range s.Members {
+		sm := statusMember{ID: m.ID, Addr: m.Addr, State: m.State, Rank: m.Rank}
+		switch m.State {
+		case cluster.MemberRing:
+			sm.State = fmt.Sprintf("rank %d", m.Rank)
+		case cluster.MemberFailed:
+			sm.State = "gone"
 		}
-		rep.Members = append(rep.Members, statusMember{ID: m.ID, Addr: m.Addr, State: st, Rank: i})
-	}
-	for _, w := range workers {
-		if g.Rank(w.ID) < 0 {
-			rep.Members = append(rep.Members, statusMember{ID: w.ID, Addr: w.Addr, State: "standby", Rank: -1})
+		if m.Rank >= 0 {
+			sm.Addr = s.Generation.Members[m.Rank].Addr // the address the ring uses
 		}
+		rep.Members = append(rep.Members, sm)
 	}
-	if p, ok, err := c.Progress(ctx); err != nil {
-		return rep, err
-	} else if ok {
-		rep.Progress = &p
-	}
-	if ck, ok, err := c.LatestCheckpoint(ctx); err != nil {
-		return rep, err
-	} else if ok {
-		rep.Checkpoint = &ck
-	}
-	if s, ok, err := c.Done(ctx); err != nil {
-		return rep, err
-	} else if ok {
-		rep.Done = &s
-	}
-	return rep, nil
+	return rep
 }
 
 func printStatus(w io.Writer, r statusReport, now time.Time) {
@@ -189,7 +164,7 @@ func printStatus(w io.Writer, r statusReport, now time.Time) {
 		row("step", "no progress yet")
 	}
 	if ck := r.Checkpoint; ck != nil {
-		row("checkpoint", "step %d in %s (gen %d, %s ago)", ck.Step, ck.Dir, ck.Gen, age(now, ck.Time))
+		row("checkpoint", "step %d in %s (gen %d, %s ago)", ck.Step, cmp.Or(r.CheckpointPath, ck.Dir), ck.Gen, age(now, ck.Time))
 	} else {
 		row("checkpoint", "none")
 	}

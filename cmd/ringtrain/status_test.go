@@ -10,25 +10,25 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/ringtrain/ringtrain/coordinator"
+	"github.com/ringtrain/ringtrain/cluster"
 	"github.com/ringtrain/ringtrain/train"
 )
 
 func TestStatusCommand(t *testing.T) {
-	etcd, err := coordinator.StartEtcd(coordinator.EtcdConfig{Dir: t.TempDir(), ListenClientURLs: "http://127.0.0.1:0",
+	etcd, err := cluster.StartEtcd(cluster.EtcdConfig{Dir: t.TempDir(), ListenClientURLs: "http://127.0.0.1:0",
 		ListenPeerURLs: "http://127.0.0.1:0", Fast: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer etcd.Close()
-	cli, err := clientv3.New(coordinator.EtcdClientConfig(etcd.Endpoints(), nil))
+	cli, err := clientv3.New(cluster.EtcdClientConfig(etcd.Endpoints(), nil))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c := coordinator.NewClient(cli, "r1", nil)
+	c := cluster.NewClient(cli, "r1", nil)
 	ep := etcd.Endpoints()[0]
 
 	status := func(args ...string) (string, int) {
@@ -41,36 +41,44 @@ func TestStatusCommand(t *testing.T) {
 		t.Fatalf("empty run: exit %d\n%s", code, out)
 	}
 
-	if _, err := c.PutSpecIfAbsent(ctx, coordinator.RunSpec{Config: train.DefaultConfig(), MinWorkers: 1}); err != nil {
+	spec := cluster.RunSpec{Config: train.DefaultConfig().Spec, MinWorkers: 1}
+	if _, err := c.PutSpecIfAbsent(ctx, spec); err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"w1", "w2", "w3"} {
-		r, err := c.Register(ctx, coordinator.WorkerInfo{ID: id, Addr: "10.0.0.1:" + id, Started: time.Now()}, 10*time.Second)
+		r, err := c.Register(ctx, cluster.WorkerInfo{ID: id, Addr: "10.0.0.1:" + id, Started: time.Now()}, 10*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer r.Close()
 	}
 	put := func(key string, v any) {
-		if _, err := cli.Put(ctx, coordinator.Key("r1", key), coordinator.Marshal(v)); err != nil {
+		if _, err := cli.Put(ctx, cluster.Key("r1", key), cluster.Marshal(v)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	put(coordinator.KeyGeneration, coordinator.Generation{Gen: 4, Reason: "joined w2",
-		Members: []coordinator.Member{{ID: "w2", Addr: "10.0.0.1:w2"}, {ID: "w1", Addr: "10.0.0.1:w1"}, {ID: "w9", Addr: "x"}}})
-	if err := c.PublishProgress(ctx, coordinator.Progress{Gen: 4, Step: 50, TotalSteps: 200, Epoch: 1, Loss: 0.25, SamplesPerSec: 1234, Time: time.Now()}); err != nil {
+	put(cluster.KeyGeneration, cluster.Generation{Gen: 4, Reason: "joined w2",
+		Members: []cluster.Member{{ID: "w2", Addr: "10.0.0.1:w2"}, {ID: "w1", Addr: "10.0.0.1:w1"}, {ID: "w9", Addr: "x"}}})
+	if err := c.PublishProgress(ctx, cluster.Progress{Gen: 4, Step: 50, TotalSteps: 200, Epoch: 1, Loss: 0.25, SamplesPerSec: 1234, Time: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.PublishCheckpoint(ctx, coordinator.CheckpointRef{Step: 40, Dir: "/ckpt/step-00000040", Gen: 4, Time: time.Now()}); err != nil {
+	// The checkpoint is named relative to the workers' checkpoint root.
+	if _, err := c.PublishCheckpoint(ctx, cluster.CheckpointRef{Step: 40, Dir: "step-00000040", Gen: 4, Time: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	out, code = status()
 	t.Logf("ringtrain status:\n%s", out)
-	for _, want := range []string{"ring w2 → w1 → w9", "50 / 200 (25.0%)", "0.2500", "1234", "step 40 in /ckpt/step-00000040",
+	for _, want := range []string{"ring w2 → w1 → w9", "50 / 200 (25.0%)", "0.2500", "1234", "step 40 in step-00000040",
 		"w3 ", "standby", "rank 0", "gone", "done", "no"} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Fatalf("status lacks %q (exit %d):\n%s", want, code, out)
 		}
+	}
+	// A pointer written by the previous release holds the writer's path:
+	// shown under the spec's root too.
+	put(cluster.KeyCheckpoint, cluster.CheckpointRef{Step: 45, Dir: "/old/machine/step-00000045", Gen: 4, Time: time.Now()})
+	if out, code = status(); code != 0 || !strings.Contains(out, "step 45 in /ckpt/step-00000045") {
+		t.Fatalf("status of an old-format checkpoint (exit %d):\n%s", code, out)
 	}
 	if err := c.MarkDone(ctx, train.Summary{Step: 200, TestAccuracy: 0.98}); err != nil {
 		t.Fatal(err)
@@ -80,7 +88,8 @@ func TestStatusCommand(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &rep) != nil {
 		t.Fatalf("--json: exit %d\n%s", code, out)
 	}
-	if rep.Generation.Gen != 4 || len(rep.Members) != 4 || rep.Done == nil || rep.Done.Step != 200 || rep.Checkpoint.Step != 40 {
+	if rep.Generation.Gen != 4 || len(rep.Members) != 4 || rep.Done == nil || rep.Done.Step != 200 || rep.Checkpoint.Step != 45 ||
+		rep.CheckpointPath != "/ckpt/step-00000045" {
 		t.Fatalf("--json report %+v", rep)
 	}
 }

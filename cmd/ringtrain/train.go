@@ -87,14 +87,16 @@ func runEval(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("--checkpoint %q: %w", *dir, err)
 	}
-	var cfg train.Config
+	// The manifest holds the run's spec; the data is this machine's (older
+	// manifests also named theirs, which is the default then).
+	cfg := train.DefaultConfig()
 	if err := json.Unmarshal(ck.Manifest.Run, &cfg); err != nil {
 		return fmt.Errorf("checkpoint %s: run spec: %w", ck.Dir, err)
 	}
 	if *data != "" {
 		cfg.Data = *data
 	}
-	spec, err := cfg.Spec()
+	spec, err := cfg.NetSpec()
 	if err != nil {
 		return err
 	}

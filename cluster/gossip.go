@@ -1,4 +1,4 @@
-package coordinator
+package cluster
 
 import (
 	"fmt"
@@ -16,7 +16,8 @@ import (
 
 // GossipConfig configures one memberlist member. Coordinators and workers
 // both run one; a worker's Name must be its WorkerInfo.ID so that the
-// coordinator can map gossip failures to registrations.
+// coordinator can map gossip failures to registrations, and a
+// coordinator's is GossipName(its ID).
 type GossipConfig struct {
 	// Name is the member's unique name in the cluster (a worker's ID).
 	Name string
@@ -37,6 +38,9 @@ type GossipConfig struct {
 	// default zap.NewNop().
 	Logger *zap.Logger
 }
+
+// GossipName is a coordinator's memberlist name (workers use their ID).
+func GossipName(coordinatorID string) string { return "coordinator:" + coordinatorID }
 
 // MemberEventKind is what happened to a gossip member.
 type MemberEventKind int
@@ -92,7 +96,7 @@ type Gossip struct {
 // NewGossip starts a memberlist member; it is alone until Join.
 func NewGossip(cfg GossipConfig) (*Gossip, error) {
 	if cfg.Name == "" {
-		return nil, fmt.Errorf("coordinator: gossip: empty member name")
+		return nil, fmt.Errorf("cluster: gossip: empty member name")
 	}
 	lg := cfg.Logger
 	if lg == nil {
@@ -122,7 +126,7 @@ func NewGossip(cfg GossipConfig) (*Gossip, error) {
 	mc.Events = (*gossipDelegate)(g)
 	ml, err := memberlist.Create(mc)
 	if err != nil {
-		return nil, fmt.Errorf("coordinator: gossip on %s:%d: %w", mc.BindAddr, cfg.BindPort, err)
+		return nil, fmt.Errorf("cluster: gossip on %s:%d: %w", mc.BindAddr, cfg.BindPort, err)
 	}
 	g.ml = ml
 	return g, nil
@@ -154,7 +158,7 @@ func (g *Gossip) Join(seeds []string) (int, error) {
 	}
 	n, err := g.ml.Join(seeds)
 	if err != nil {
-		return n, fmt.Errorf("coordinator: gossip join %v: %w", seeds, err)
+		return n, fmt.Errorf("cluster: gossip join %v: %w", seeds, err)
 	}
 	return n, nil
 }
@@ -195,9 +199,11 @@ func (g *Gossip) Close() error {
 	return g.close(true)
 }
 
-// shutdown stops memberlist without telling anyone, like a crash; tests use
-// it to exercise failure detection.
-func (g *Gossip) shutdown() error { return g.close(false) }
+// Shutdown stops memberlist without telling anyone, like a crash: the
+// other members detect a failure (tests and fault injection use it; a
+// process that stops on purpose calls Close). Either one closes Events,
+// and the other is then a no-op.
+func (g *Gossip) Shutdown() error { return g.close(false) }
 
 func (g *Gossip) close(leave bool) error {
 	g.closeOnce.Do(func() {

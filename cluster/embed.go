@@ -1,4 +1,4 @@
-package coordinator
+package cluster
 
 import (
 	"fmt"
@@ -49,7 +49,7 @@ type Etcd struct {
 // StartEtcd starts a member and waits until it serves.
 func StartEtcd(cfg EtcdConfig) (*Etcd, error) {
 	if cfg.Dir == "" {
-		return nil, fmt.Errorf("coordinator: etcd: empty data directory; give --data-dir")
+		return nil, fmt.Errorf("cluster: etcd: empty data directory; give --data-dir")
 	}
 	ec := embed.NewConfig()
 	if cfg.Name != "" {
@@ -68,7 +68,7 @@ func StartEtcd(cfg EtcdConfig) (*Etcd, error) {
 		for _, p := range strings.Split(s, ",") {
 			u, perr := url.Parse(strings.TrimSpace(p))
 			if perr != nil || u.Host == "" {
-				err = fmt.Errorf("coordinator: etcd: --%s %q: not a URL like http://127.0.0.1:2379", flag, p)
+				err = fmt.Errorf("cluster: etcd: --%s %q: not a URL like http://127.0.0.1:2379", flag, p)
 				return nil
 			}
 			us = append(us, *u)
@@ -108,7 +108,7 @@ func StartEtcd(cfg EtcdConfig) (*Etcd, error) {
 
 	e, err := embed.StartEtcd(ec)
 	if err != nil {
-		return nil, fmt.Errorf("coordinator: start etcd in %s: %w", cfg.Dir, err)
+		return nil, fmt.Errorf("cluster: start etcd in %s: %w", cfg.Dir, err)
 	}
 	t := time.NewTimer(timeout)
 	defer t.Stop()
@@ -116,10 +116,10 @@ func StartEtcd(cfg EtcdConfig) (*Etcd, error) {
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():
 		e.Close()
-		return nil, fmt.Errorf("coordinator: etcd: %w", err)
+		return nil, fmt.Errorf("cluster: etcd: %w", err)
 	case <-t.C:
 		e.Close()
-		return nil, fmt.Errorf("coordinator: etcd not ready after %v (a member of a new cluster waits for a quorum of --initial-cluster)", timeout)
+		return nil, fmt.Errorf("cluster: etcd not ready after %v (a member of a new cluster waits for a quorum of --initial-cluster)", timeout)
 	}
 	out := &Etcd{e: e}
 	for _, l := range e.Clients {

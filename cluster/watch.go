@@ -1,4 +1,4 @@
-package coordinator
+package cluster
 
 import (
 	"context"
@@ -8,30 +8,30 @@ import (
 	"go.uber.org/zap"
 )
 
-// follow keeps a consumer in step with a key (or a prefix) across etcd
+// Follow keeps a consumer in step with a key (or a prefix) across etcd
 // outages: it reads the current state (onSync), then watches from the next
 // revision (onEvent). When the watch breaks it resumes from the revision
 // after the last event seen; when that revision was compacted away it reads
 // the whole state again (onSync). Errors are retried with backoff until ctx
-// ends. A callback returning false stops follow. follow returns when ctx
-// ends or a callback stops it.
-func (c *Client) follow(ctx context.Context, key string, prefix bool,
+// ends. A callback returning false stops Follow. Follow returns when ctx
+// ends or a callback stops it. key is a full key (see Client.Key).
+func (c *Client) Follow(ctx context.Context, key string, prefix bool,
 	onSync func(resp *clientv3.GetResponse) bool, onEvent func(ev *clientv3.Event) bool) {
 	var getOpts, watchOpts []clientv3.OpOption
 	if prefix {
 		getOpts = append(getOpts, clientv3.WithPrefix())
 		watchOpts = append(watchOpts, clientv3.WithPrefix())
 	}
-	bo := backoff{min: 50 * time.Millisecond, max: 2 * time.Second}
+	bo := Backoff{Min: 50 * time.Millisecond, Max: 2 * time.Second}
 	next := int64(0) // revision to watch from; 0: read the state first
 	for ctx.Err() == nil {
 		if next == 0 {
-			gctx, cancel := c.bounded(ctx)
+			gctx, cancel := c.Bounded(ctx)
 			resp, err := c.cli.Get(gctx, key, getOpts...)
 			cancel()
 			if err != nil {
 				c.log.Debug("follow: read failed; retrying", zap.String("key", key), zap.Error(err))
-				if !bo.wait(ctx) {
+				if !bo.Wait(ctx) {
 					return
 				}
 				continue
@@ -62,29 +62,31 @@ func (c *Client) follow(ctx context.Context, key string, prefix bool,
 					next = ev.Kv.ModRevision + 1
 				}
 			}
-			bo.reset()
+			bo.Reset()
 		}
 		cancel()
-		if !bo.wait(ctx) {
+		if !bo.Wait(ctx) {
 			return
 		}
 	}
 }
 
-// backoff doubles a wait from min up to max.
-type backoff struct {
-	min, max, cur time.Duration
+// Backoff is a retry delay that doubles from Min up to Max; Reset starts
+// again from Min. Not safe for concurrent use.
+type Backoff struct {
+	Min, Max time.Duration
+	cur      time.Duration
 }
 
-// wait sleeps the current delay, doubling it for next time; false if ctx
+// Wait sleeps the current delay, doubling it for next time; false if ctx
 // ended first.
-func (b *backoff) wait(ctx context.Context) bool {
-	if b.cur < b.min {
-		b.cur = b.min
+func (b *Backoff) Wait(ctx context.Context) bool {
+	if b.cur < b.Min {
+		b.cur = b.Min
 	}
 	t := time.NewTimer(b.cur)
 	defer t.Stop()
-	b.cur = min(2*b.cur, b.max)
+	b.cur = min(2*b.cur, b.Max)
 	select {
 	case <-ctx.Done():
 		return false
@@ -93,4 +95,5 @@ func (b *backoff) wait(ctx context.Context) bool {
 	}
 }
 
-func (b *backoff) reset() { b.cur = 0 }
+// Reset makes the next Wait the shortest again.
+func (b *Backoff) Reset() { b.cur = 0 }

@@ -1,12 +1,13 @@
-package coordinator
+package cluster
 
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/ringtrain/ringtrain/internal/usage"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/ringtrain/ringtrain/internal/usage"
 	"github.com/ringtrain/ringtrain/train"
 )
 
@@ -17,7 +18,7 @@ import (
 //	coordinators/<id>    CoordinatorInfo, under the coordinator's lease
 //	workers/<id>         WorkerInfo, under the worker's lease
 //	generation           Generation: the current ring (written by the leader)
-//	checkpoint/latest    CheckpointRef: the newest durable checkpoint (compare-and-swap)
+//	checkpoint/latest    CheckpointRef: the newest durable checkpoint, relative to the checkpoint root (compare-and-swap)
 //	progress             Progress: the ring's step, written by rank 0 about once a second
 //	events/<unix nanos>  Event: membership and recovery events (the last 200 kept)
 //	failures/<worker>    Failure: a worker's report that its generation failed (latest per worker)
@@ -46,7 +47,11 @@ func Key(run, name string) string { return Prefix(run) + name }
 
 // RunSpec is what a run trains and on how many workers.
 type RunSpec struct {
-	Config train.Config `json:"config"`
+	// Config is the run-wide training spec. Machine-local settings (data
+	// path, checkpoint root, --init, threads) are each worker's flags; a
+	// spec written by an older release that still names them loads, and
+	// they are ignored.
+	Config train.Spec `json:"config"`
 	// MinWorkers: below this many live workers the run waits.
 	MinWorkers int `json:"min_workers"`
 	// MaxWorkers caps the ring; further workers stand by (0: no cap).
@@ -100,7 +105,8 @@ type Member struct {
 
 // Generation is one immutable ring: its number and its ordered members
 // (rank = index). A membership change publishes a new one; an empty member
-// list means the run is waiting for workers.
+// list means the run is waiting for workers. Numbers start at 1: a zero
+// Gen means that none was published yet.
 type Generation struct {
 	Gen     uint64    `json:"gen"`
 	Members []Member  `json:"members"`
@@ -137,12 +143,40 @@ func (g Generation) String() string {
 	return fmt.Sprintf("gen %d [%s]", g.Gen, strings.Join(ids, " "))
 }
 
-// CheckpointRef points at a durable checkpoint.
+// CheckpointRef points at a durable checkpoint (the value of
+// checkpoint/latest).
 type CheckpointRef struct {
-	Step int64     `json:"step"`
+	Step int64 `json:"step"`
+	// Dir names the checkpoint's directory relative to the checkpoint root
+	// (e.g. "step-00004680"), not a path on the writer's machine: every
+	// process mounts the root where its own --checkpoint-dir says. Resolve
+	// it with Path. Refs written by earlier releases hold an absolute path
+	// here; Path resolves those too.
 	Dir  string    `json:"dir"`
 	Gen  uint64    `json:"gen"`
 	Time time.Time `json:"time"`
+}
+
+// Name is Dir relative to the checkpoint root: its last element, as a
+// checkpoint directory is always a child of the root (named alike on every
+// machine). So a ref of the old format, "/old/root/step-00004680", names
+// "step-00004680" too. "" when Dir is empty.
+func (r CheckpointRef) Name() string {
+	if r.Dir == "" {
+		return ""
+	}
+	return filepath.Base(r.Dir)
+}
+
+// Path is the checkpoint's directory under root, the reader's own
+// checkpoint root (its --checkpoint-dir): root joined with Name(), for refs
+// of either format. With an empty root it is Name(); with an empty Dir, "".
+func (r CheckpointRef) Path(root string) string {
+	name := r.Name()
+	if name == "" {
+		return ""
+	}
+	return filepath.Join(root, name)
 }
 
 // Progress is the ring's position, published by rank 0.

@@ -1,4 +1,4 @@
-package coordinator
+package cluster
 
 import (
 	"fmt"
@@ -60,7 +60,7 @@ func waitMember(t *testing.T, g *Gossip, name string, timeout time.Duration, kin
 func TestGossipFailureDetection(t *testing.T) {
 	gs := startGossips(t, 3)
 	start := time.Now()
-	if err := gs[2].shutdown(); err != nil { // a crash: no Leave
+	if err := gs[2].Shutdown(); err != nil { // a crash: no Leave
 		t.Fatal(err)
 	}
 	for _, g := range gs[:2] {

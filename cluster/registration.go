@@ -1,4 +1,4 @@
-package coordinator
+package cluster
 
 import (
 	"context"
@@ -38,7 +38,7 @@ type Registration struct {
 // is lost. The first registration happens before Register returns.
 func (c *Client) Register(ctx context.Context, info WorkerInfo, ttl time.Duration) (*Registration, error) {
 	if info.ID == "" {
-		return nil, fmt.Errorf("coordinator: register a worker: empty ID")
+		return nil, fmt.Errorf("cluster: register a worker: empty ID")
 	}
 	return c.register(ctx, KeyWorkers+info.ID, Marshal(info), ttl)
 }
@@ -46,20 +46,21 @@ func (c *Client) Register(ctx context.Context, info WorkerInfo, ttl time.Duratio
 // RegisterCoordinator is Register for a coordinator's coordinators/<id>.
 func (c *Client) RegisterCoordinator(ctx context.Context, info CoordinatorInfo, ttl time.Duration) (*Registration, error) {
 	if info.ID == "" {
-		return nil, fmt.Errorf("coordinator: register a coordinator: empty ID")
+		return nil, fmt.Errorf("cluster: register a coordinator: empty ID")
 	}
 	return c.register(ctx, KeyCoordinators+info.ID, Marshal(info), ttl)
 }
 
-// ttlSeconds rounds d up to whole seconds, at least 1.
-func ttlSeconds(d time.Duration) int64 {
+// TTLSeconds is a lease TTL in etcd's whole seconds: d rounded up, at
+// least 1.
+func TTLSeconds(d time.Duration) int64 {
 	s := int64((d + time.Second - 1) / time.Second)
 	return max(s, 1)
 }
 
 func (c *Client) register(ctx context.Context, name, value string, ttl time.Duration) (*Registration, error) {
 	r := &Registration{
-		c: c, key: c.key(name), value: value, ttl: ttlSeconds(ttl),
+		c: c, key: c.Key(name), value: value, ttl: TTLSeconds(ttl),
 		log:  c.log.With(zap.String("key", name)),
 		done: make(chan struct{}),
 	}
@@ -76,15 +77,15 @@ func (c *Client) register(ctx context.Context, name, value string, ttl time.Dura
 
 // grantAndPut is one registration: a new lease and the key under it.
 func (r *Registration) grantAndPut(ctx context.Context) (clientv3.LeaseID, error) {
-	ctx, cancel := r.c.bounded(ctx)
+	ctx, cancel := r.c.Bounded(ctx)
 	defer cancel()
 	g, err := r.c.cli.Grant(ctx, r.ttl)
 	if err != nil {
-		return 0, fmt.Errorf("coordinator: register %s: grant a %d s lease: %w", r.key, r.ttl, err)
+		return 0, fmt.Errorf("cluster: register %s: grant a %d s lease: %w", r.key, r.ttl, err)
 	}
 	if _, err := r.c.cli.Put(ctx, r.key, r.value, clientv3.WithLease(g.ID)); err != nil {
 		r.c.cli.Revoke(ctx, g.ID) //nolint:errcheck // best effort; it expires anyway
-		return 0, fmt.Errorf("coordinator: register %s: %w", r.key, err)
+		return 0, fmt.Errorf("cluster: register %s: %w", r.key, err)
 	}
 	return g.ID, nil
 }
@@ -93,7 +94,7 @@ func (r *Registration) grantAndPut(ctx context.Context) (clientv3.LeaseID, error
 // expired or etcd was unreachable for the whole TTL) it registers again.
 func (r *Registration) loop(ctx context.Context, lease clientv3.LeaseID) {
 	defer close(r.done)
-	bo := backoff{min: 100 * time.Millisecond, max: 2 * time.Second}
+	bo := Backoff{Min: 100 * time.Millisecond, Max: 2 * time.Second}
 	for {
 		ka, err := r.c.cli.KeepAlive(ctx, lease)
 		if err == nil {
@@ -105,7 +106,7 @@ func (r *Registration) loop(ctx context.Context, lease clientv3.LeaseID) {
 		}
 		r.log.Warn("registration lease lost; registering again", zap.Int64("lease", int64(lease)), zap.Error(err))
 		for {
-			if !bo.wait(ctx) {
+			if !bo.Wait(ctx) {
 				return
 			}
 			lease, err = r.grantAndPut(ctx)
@@ -114,7 +115,7 @@ func (r *Registration) loop(ctx context.Context, lease clientv3.LeaseID) {
 			}
 			r.log.Debug("re-registration failed; retrying", zap.Error(err))
 		}
-		bo.reset()
+		bo.Reset()
 		r.setLease(lease)
 		r.log.Info("registered again", zap.Int64("lease", int64(lease)))
 	}
@@ -149,11 +150,11 @@ func (r *Registration) Close() error {
 	r.closeOnce.Do(func() {
 		r.cancel()
 		<-r.done
-		ctx, cancel := r.c.bounded(context.Background())
+		ctx, cancel := r.c.Bounded(context.Background())
 		defer cancel()
 		// A lease that already expired is as good as revoked.
 		if _, err := r.c.cli.Revoke(ctx, r.Lease()); err != nil && !strings.Contains(err.Error(), "lease not found") {
-			r.closeErr = fmt.Errorf("coordinator: revoke registration %s: %w", r.key, err)
+			r.closeErr = fmt.Errorf("cluster: revoke registration %s: %w", r.key, err)
 		}
 	})
 	return r.closeErr

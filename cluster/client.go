@@ -1,4 +1,4 @@
-package coordinator
+package cluster
 
 import (
 	"context"
@@ -68,34 +68,37 @@ func (c *Client) Run() string { return c.run }
 // Etcd is the underlying etcd client.
 func (c *Client) Etcd() *clientv3.Client { return c.cli }
 
-func (c *Client) key(name string) string { return Key(c.run, name) }
+// Key is the full etcd key of name in the client's run.
+func (c *Client) Key(name string) string { return Key(c.run, name) }
 
-func (c *Client) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+// Bounded is ctx limited by the client's request timeout
+// (DefaultRequestTimeout): every single etcd request runs under one.
+func (c *Client) Bounded(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, c.timeout)
 }
 
 // get reads one key and decodes it into v; false when it does not exist.
 func (c *Client) get(ctx context.Context, name string, v any) (bool, error) {
-	ctx, cancel := c.bounded(ctx)
+	ctx, cancel := c.Bounded(ctx)
 	defer cancel()
-	resp, err := c.cli.Get(ctx, c.key(name))
+	resp, err := c.cli.Get(ctx, c.Key(name))
 	if err != nil {
-		return false, fmt.Errorf("coordinator: read %s: %w", name, err)
+		return false, fmt.Errorf("cluster: read %s: %w", name, err)
 	}
 	if len(resp.Kvs) == 0 {
 		return false, nil
 	}
 	if err := json.Unmarshal(resp.Kvs[0].Value, v); err != nil {
-		return false, fmt.Errorf("coordinator: decode %s: %w", name, err)
+		return false, fmt.Errorf("cluster: decode %s: %w", name, err)
 	}
 	return true, nil
 }
 
 func (c *Client) put(ctx context.Context, name string, v any) error {
-	ctx, cancel := c.bounded(ctx)
+	ctx, cancel := c.Bounded(ctx)
 	defer cancel()
-	if _, err := c.cli.Put(ctx, c.key(name), Marshal(v)); err != nil {
-		return fmt.Errorf("coordinator: write %s: %w", name, err)
+	if _, err := c.cli.Put(ctx, c.Key(name), Marshal(v)); err != nil {
+		return fmt.Errorf("cluster: write %s: %w", name, err)
 	}
 	return nil
 }
@@ -103,16 +106,16 @@ func (c *Client) put(ctx context.Context, name string, v any) error {
 // PutSpecIfAbsent stores spec unless the run already has one, and returns
 // the stored spec (the existing one wins).
 func (c *Client) PutSpecIfAbsent(ctx context.Context, spec RunSpec) (RunSpec, error) {
-	ctx, cancel := c.bounded(ctx)
+	ctx, cancel := c.Bounded(ctx)
 	defer cancel()
-	k := c.key(KeySpec)
+	k := c.Key(KeySpec)
 	resp, err := c.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
 		Then(clientv3.OpPut(k, Marshal(spec))).
 		Else(clientv3.OpGet(k)).
 		Commit()
 	if err != nil {
-		return RunSpec{}, fmt.Errorf("coordinator: write spec: %w", err)
+		return RunSpec{}, fmt.Errorf("cluster: write spec: %w", err)
 	}
 	if resp.Succeeded {
 		return spec, nil
@@ -120,10 +123,10 @@ func (c *Client) PutSpecIfAbsent(ctx context.Context, spec RunSpec) (RunSpec, er
 	var stored RunSpec
 	kvs := resp.Responses[0].GetResponseRange().Kvs
 	if len(kvs) == 0 {
-		return RunSpec{}, fmt.Errorf("coordinator: write spec: lost a race with a delete; retry")
+		return RunSpec{}, fmt.Errorf("cluster: write spec: lost a race with a delete; retry")
 	}
 	if err := json.Unmarshal(kvs[0].Value, &stored); err != nil {
-		return RunSpec{}, fmt.Errorf("coordinator: decode spec: %w", err)
+		return RunSpec{}, fmt.Errorf("cluster: decode spec: %w", err)
 	}
 	return stored, nil
 }
@@ -153,12 +156,12 @@ func (c *Client) WaitSpec(ctx context.Context) (RunSpec, error) {
 	defer stop()
 	take := func(v []byte) bool {
 		if err := json.Unmarshal(v, &spec); err != nil {
-			decErr = fmt.Errorf("coordinator: decode spec: %w", err)
+			decErr = fmt.Errorf("cluster: decode spec: %w", err)
 		}
 		found = true
 		return false
 	}
-	c.follow(wctx, c.key(KeySpec), false,
+	c.Follow(wctx, c.Key(KeySpec), false,
 		func(resp *clientv3.GetResponse) bool {
 			if len(resp.Kvs) > 0 {
 				return take(resp.Kvs[0].Value)
@@ -175,7 +178,7 @@ func (c *Client) WaitSpec(ctx context.Context) (RunSpec, error) {
 		return RunSpec{}, decErr
 	}
 	if !found {
-		return RunSpec{}, fmt.Errorf("coordinator: waiting for the spec of run %q: %w", c.run, ctx.Err())
+		return RunSpec{}, fmt.Errorf("cluster: waiting for the spec of run %q: %w", c.run, ctx.Err())
 	}
 	return spec, nil
 }
@@ -185,6 +188,19 @@ func (c *Client) Generation(ctx context.Context) (Generation, bool, error) {
 	var g Generation
 	ok, err := c.get(ctx, KeyGeneration, &g)
 	return g, ok, err
+}
+
+// PutGeneration writes g as the run's generation if guard holds: the
+// leading coordinator's election guard, so that a deposed leader cannot
+// write. It reports whether guard held (and g was written).
+func (c *Client) PutGeneration(ctx context.Context, g Generation, guard clientv3.Cmp) (bool, error) {
+	ctx, cancel := c.Bounded(ctx)
+	defer cancel()
+	resp, err := c.cli.Txn(ctx).If(guard).Then(clientv3.OpPut(c.Key(KeyGeneration), Marshal(g))).Commit()
+	if err != nil {
+		return false, fmt.Errorf("cluster: write generation: %w", err)
+	}
+	return resp.Succeeded, nil
 }
 
 // WatchGeneration sends the current generation first (if there is one), then
@@ -214,7 +230,7 @@ func (c *Client) WatchGeneration(ctx context.Context) <-chan Generation {
 				return false
 			}
 		}
-		c.follow(ctx, c.key(KeyGeneration), false,
+		c.Follow(ctx, c.Key(KeyGeneration), false,
 			func(resp *clientv3.GetResponse) bool {
 				if len(resp.Kvs) == 0 {
 					return true
@@ -248,8 +264,11 @@ func (c *Client) Progress(ctx context.Context) (Progress, bool, error) {
 // at a step at or after ref.Step (compare-and-swap on the key's revision, so
 // a slow writer of an older checkpoint never overwrites a newer one). It
 // reports whether ref won. Publish only after the files are durable.
+// ref.Dir is stored as ref.Name(), the directory's name under the
+// checkpoint root, never as a path on this machine.
 func (c *Client) PublishCheckpoint(ctx context.Context, ref CheckpointRef) (bool, error) {
-	k := c.key(KeyCheckpoint)
+	ref.Dir = ref.Name()
+	k := c.Key(KeyCheckpoint)
 	for range 16 {
 		won, retry, err := c.tryPublishCheckpoint(ctx, k, ref)
 		if err != nil || !retry {
@@ -260,11 +279,11 @@ func (c *Client) PublishCheckpoint(ctx context.Context, ref CheckpointRef) (bool
 }
 
 func (c *Client) tryPublishCheckpoint(ctx context.Context, k string, ref CheckpointRef) (won, retry bool, err error) {
-	ctx, cancel := c.bounded(ctx)
+	ctx, cancel := c.Bounded(ctx)
 	defer cancel()
 	resp, err := c.cli.Get(ctx, k)
 	if err != nil {
-		return false, false, fmt.Errorf("coordinator: read checkpoint: %w", err)
+		return false, false, fmt.Errorf("cluster: read checkpoint: %w", err)
 	}
 	var modRev int64
 	if len(resp.Kvs) > 0 {
@@ -279,7 +298,7 @@ func (c *Client) tryPublishCheckpoint(ctx context.Context, k string, ref Checkpo
 		Then(clientv3.OpPut(k, Marshal(ref))).
 		Commit()
 	if err != nil {
-		return false, false, fmt.Errorf("coordinator: publish checkpoint step %d: %w", ref.Step, err)
+		return false, false, fmt.Errorf("cluster: publish checkpoint step %d: %w", ref.Step, err)
 	}
 	return tr.Succeeded, !tr.Succeeded, nil
 }
@@ -290,7 +309,7 @@ func (c *Client) tryPublishCheckpoint(ctx context.Context, k string, ref Checkpo
 // generation.
 func (c *Client) ReportFailure(ctx context.Context, f Failure) error {
 	if f.Reporter == "" {
-		return fmt.Errorf("coordinator: report a failure: empty reporter")
+		return fmt.Errorf("cluster: report a failure: empty reporter")
 	}
 	if f.Time.IsZero() {
 		f.Time = time.Now()
@@ -299,6 +318,7 @@ func (c *Client) ReportFailure(ctx context.Context, f Failure) error {
 }
 
 // LatestCheckpoint is the newest published checkpoint; false when none.
+// A worker resumes from ref.Path(its --checkpoint-dir).
 func (c *Client) LatestCheckpoint(ctx context.Context) (CheckpointRef, bool, error) {
 	var r CheckpointRef
 	ok, err := c.get(ctx, KeyCheckpoint, &r)
@@ -314,19 +334,19 @@ func (c *Client) AddEvent(ctx context.Context, ev Event) error {
 	if ev.Time.IsZero() {
 		ev.Time = time.Now()
 	}
-	ctx, cancel := c.bounded(ctx)
+	ctx, cancel := c.Bounded(ctx)
 	defer cancel()
 	// Create-if-absent, nudging the key by a nanosecond on a collision, so
 	// two events never overwrite each other.
 	t := ev.Time
 	for i := 0; ; i++ {
-		k := c.key(eventKey(t))
+		k := c.Key(eventKey(t))
 		resp, err := c.cli.Txn(ctx).
 			If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
 			Then(clientv3.OpPut(k, Marshal(ev))).
 			Commit()
 		if err != nil {
-			return fmt.Errorf("coordinator: record %s event: %w", ev.Kind, err)
+			return fmt.Errorf("cluster: record %s event: %w", ev.Kind, err)
 		}
 		if resp.Succeeded {
 			break
@@ -342,10 +362,10 @@ func (c *Client) AddEvent(ctx context.Context, ev Event) error {
 // trimEvents deletes the oldest events beyond MaxEvents, in batches (only
 // once there are MaxEvents/10 too many) to keep AddEvent cheap.
 func (c *Client) trimEvents(ctx context.Context) error {
-	pfx := c.key(KeyEvents)
+	pfx := c.Key(KeyEvents)
 	resp, err := c.cli.Get(ctx, pfx, clientv3.WithPrefix(), clientv3.WithCountOnly())
 	if err != nil {
-		return fmt.Errorf("coordinator: count events: %w", err)
+		return fmt.Errorf("cluster: count events: %w", err)
 	}
 	extra := resp.Count - MaxEvents
 	if extra < MaxEvents/10 {
@@ -354,29 +374,29 @@ func (c *Client) trimEvents(ctx context.Context) error {
 	old, err := c.cli.Get(ctx, pfx, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
 		clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend), clientv3.WithLimit(extra))
 	if err != nil {
-		return fmt.Errorf("coordinator: list old events: %w", err)
+		return fmt.Errorf("cluster: list old events: %w", err)
 	}
 	if len(old.Kvs) == 0 {
 		return nil
 	}
 	last := string(old.Kvs[len(old.Kvs)-1].Key)
 	if _, err := c.cli.Delete(ctx, pfx, clientv3.WithRange(last+"\x00")); err != nil {
-		return fmt.Errorf("coordinator: trim events: %w", err)
+		return fmt.Errorf("cluster: trim events: %w", err)
 	}
 	return nil
 }
 
 // Events are the newest n events (all kept when n <= 0), oldest first.
 func (c *Client) Events(ctx context.Context, n int) ([]Event, error) {
-	ctx, cancel := c.bounded(ctx)
+	ctx, cancel := c.Bounded(ctx)
 	defer cancel()
 	opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend)}
 	if n > 0 {
 		opts = append(opts, clientv3.WithLimit(int64(n)))
 	}
-	resp, err := c.cli.Get(ctx, c.key(KeyEvents), opts...)
+	resp, err := c.cli.Get(ctx, c.Key(KeyEvents), opts...)
 	if err != nil {
-		return nil, fmt.Errorf("coordinator: read events: %w", err)
+		return nil, fmt.Errorf("cluster: read events: %w", err)
 	}
 	out := make([]Event, 0, len(resp.Kvs))
 	for i := len(resp.Kvs) - 1; i >= 0; i-- {
@@ -416,7 +436,7 @@ func (c *Client) WatchDone(ctx context.Context) <-chan train.Summary {
 			out <- s
 			return false
 		}
-		c.follow(ctx, c.key(KeyDone), false,
+		c.Follow(ctx, c.Key(KeyDone), false,
 			func(resp *clientv3.GetResponse) bool {
 				if len(resp.Kvs) == 0 {
 					return true
@@ -435,11 +455,11 @@ func (c *Client) WatchDone(ctx context.Context) <-chan train.Summary {
 
 // list decodes every value under a prefix, in key order.
 func list[T any](ctx context.Context, c *Client, name string) ([]T, error) {
-	ctx, cancel := c.bounded(ctx)
+	ctx, cancel := c.Bounded(ctx)
 	defer cancel()
-	resp, err := c.cli.Get(ctx, c.key(name), clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	resp, err := c.cli.Get(ctx, c.Key(name), clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
 	if err != nil {
-		return nil, fmt.Errorf("coordinator: list %s: %w", strings.TrimSuffix(name, "/"), err)
+		return nil, fmt.Errorf("cluster: list %s: %w", strings.TrimSuffix(name, "/"), err)
 	}
 	out := make([]T, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
@@ -465,11 +485,11 @@ func (c *Client) Coordinators(ctx context.Context) ([]CoordinatorInfo, error) {
 
 // Leader is the ID of the coordinator that currently leads; false when none.
 func (c *Client) Leader(ctx context.Context) (string, bool, error) {
-	ctx, cancel := c.bounded(ctx)
+	ctx, cancel := c.Bounded(ctx)
 	defer cancel()
-	resp, err := c.cli.Get(ctx, c.key(KeyElection), clientv3.WithFirstCreate()...)
+	resp, err := c.cli.Get(ctx, c.Key(KeyElection), clientv3.WithFirstCreate()...)
 	if err != nil {
-		return "", false, fmt.Errorf("coordinator: read leader: %w", err)
+		return "", false, fmt.Errorf("cluster: read leader: %w", err)
 	}
 	if len(resp.Kvs) == 0 {
 		return "", false, nil

@@ -1,4 +1,4 @@
-package coordinator
+package cluster
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 )
 
 func testSpec(min, max int) RunSpec {
-	return RunSpec{Config: train.DefaultConfig(), MinWorkers: min, MaxWorkers: max, HashEvery: 100}
+	return RunSpec{Config: train.DefaultConfig().Spec, MinWorkers: min, MaxWorkers: max, HashEvery: 100}
 }
 
 func TestClientSpec(t *testing.T) {
@@ -59,7 +59,7 @@ func TestPublishCheckpointCAS(t *testing.T) {
 		won  bool
 		want int64
 	}{{100, true, 100}, {300, true, 300}, {200, false, 300}, {300, false, 300}, {301, true, 301}} {
-		won, err := c.PublishCheckpoint(ctx, CheckpointRef{Step: tc.step, Dir: fmt.Sprintf("ckpt/step-%08d", tc.step)})
+		won, err := c.PublishCheckpoint(ctx, CheckpointRef{Step: tc.step, Dir: fmt.Sprintf("step-%08d", tc.step)})
 		if err != nil || won != tc.won {
 			t.Fatalf("publish %d: won=%v err=%v, want won=%v", tc.step, won, err, tc.won)
 		}
@@ -83,6 +83,56 @@ func TestPublishCheckpointCAS(t *testing.T) {
 	}
 	if ref, _, _ := c.LatestCheckpoint(ctx); ref.Step != 1019 {
 		t.Fatalf("after concurrent publishes latest = %d, want 1019", ref.Step)
+	}
+}
+
+func TestCheckpointRefPath(t *testing.T) {
+	for _, tc := range []struct {
+		name, dir, root, want string
+	}{
+		{"relative name", "step-00004680", "/mnt/ckpt", "/mnt/ckpt/step-00004680"},
+		{"relative name, relative root", "step-00004680", "ckpt", "ckpt/step-00004680"},
+		{"relative name, no root", "step-00004680", "", "step-00004680"},
+		{"old format: the writer's absolute path", "/checkpoints/step-00004680", "/mnt/ckpt", "/mnt/ckpt/step-00004680"},
+		{"old format, trailing slash", "/checkpoints/step-00004680/", "/mnt/ckpt", "/mnt/ckpt/step-00004680"},
+		{"old format, no root", "/checkpoints/step-00004680", "", "step-00004680"},
+		{"not below the root", "../elsewhere/step-00000001", "/mnt/ckpt", "/mnt/ckpt/step-00000001"},
+		{"no checkpoint", "", "/mnt/ckpt", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := (CheckpointRef{Dir: tc.dir}).Path(tc.root); got != tc.want {
+				t.Errorf("CheckpointRef{Dir: %q}.Path(%q) = %q, want %q", tc.dir, tc.root, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestLatestCheckpointFormats reads back, from etcd, a pointer in the
+// current format (a name under the checkpoint root) and one written by the
+// previous release (the writer's absolute path): both resolve under the
+// reader's root.
+func TestLatestCheckpointFormats(t *testing.T) {
+	e := startEtcd(t)
+	ctx := testCtx(t, 20*time.Second)
+	for run, dir := range map[string]string{"new": "step-00000040", "old": "/writer/checkpoints/step-00000040"} {
+		c := newTestClient(t, e, run)
+		if _, ok, err := c.LatestCheckpoint(ctx); ok || err != nil {
+			t.Fatalf("%s: before any checkpoint: ok=%v err=%v", run, ok, err)
+		}
+		if run == "old" { // as the previous release wrote it
+			if _, err := c.Etcd().Put(ctx, c.Key(KeyCheckpoint), `{"step":40,"dir":"`+dir+`","gen":3,"time":"2026-11-27T02:13:00Z"}`); err != nil {
+				t.Fatal(err)
+			}
+		} else if won, err := c.PublishCheckpoint(ctx, CheckpointRef{Step: 40, Dir: dir, Gen: 3, Time: time.Now()}); !won || err != nil {
+			t.Fatalf("publish: won=%v err=%v", won, err)
+		}
+		ref, ok, err := c.LatestCheckpoint(ctx)
+		if err != nil || !ok || ref.Step != 40 || ref.Gen != 3 || ref.Dir != dir {
+			t.Fatalf("%s: latest %+v ok=%v err=%v", run, ref, ok, err)
+		}
+		if got, want := ref.Path("/reader/ckpt"), "/reader/ckpt/step-00000040"; got != want {
+			t.Errorf("%s: Path = %q, want %q", run, got, want)
+		}
 	}
 }
 
@@ -247,5 +297,3 @@ func TestWatchGenerationAcrossEtcdRestart(t *testing.T) {
 	for range gens { // closed when ctx ends
 	}
 }
-
-func trainSummary(step int64) train.Summary { return train.Summary{Step: step} }

@@ -1,0 +1,188 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/ringtrain/ringtrain/dataset"
+)
+
+// ErrNonFinite: the global batch's loss is NaN or infinite; the run cannot
+// go on from this state (a learning rate too high, no clipping).
+var ErrNonFinite = errors.New("train: non-finite loss")
+
+// Reducer combines the ranks' contributions to a step: every rank passes a
+// buffer of the same length and every rank gets back the element-wise sum.
+// A ring all-reduce is one (RingReducer); SingleProcess is the one-rank
+// combine, so one process runs exactly the same step as a cluster.
+//
+// A step may start several collectives (one per bucket of layers while
+// backward goes on, a control vector beside the gradients); they complete
+// in the order they were started, on every rank.
+type Reducer interface {
+	// Rank and World place this process among the ranks (0 <= Rank < World).
+	Rank() int
+	World() int
+	// Start begins replacing buf, on every rank, with the sum of every
+	// rank's buf and returns at once. buf must be neither read nor written
+	// until the returned Pending's Wait has returned.
+	Start(ctx context.Context, buf []float32) Pending
+}
+
+// Pending is a collective in flight.
+type Pending interface {
+	// Wait blocks until the collective is done (bounded by the reducer's
+	// peer timeout) and returns its error. Every Pending must be waited.
+	Wait() error
+}
+
+// SingleProcess is the Reducer of a run in one process: the sum over one
+// rank is the buffer itself.
+type SingleProcess struct{}
+
+func (SingleProcess) Rank() int  { return 0 }
+func (SingleProcess) World() int { return 1 }
+
+func (SingleProcess) Start(ctx context.Context, buf []float32) Pending { return done{ctx.Err()} }
+
+type done struct{ err error }
+
+func (d done) Wait() error { return d.err }
+
+// Vector is the buffer the ranks reduce each step: the gradient of the
+// global batch (each rank's share scaled by 1/B), then the control values
+// reduced with it — the sum of the losses, the votes to end the generation
+// after this step, and each rank's compute time in its own slot (the others
+// add zeros), so every rank learns every rank's time without another
+// collective.
+type Vector struct {
+	buf       []float32
+	np, world int
+}
+
+// Control slots after the gradient.
+const (
+	slotLoss    = 0
+	slotVote    = 1
+	slotCompute = 2 // world slots, one per rank
+)
+
+// NewVector is a step vector for nparams parameters and world ranks.
+func NewVector(nparams, world int) Vector {
+	return Vector{buf: make([]float32, nparams+slotCompute+world), np: nparams, world: world}
+}
+
+// Raw is the whole vector, as reduced.
+func (v Vector) Raw() []float32 { return v.buf }
+
+// Grads is the gradient part (the network's Grads during a step).
+func (v Vector) Grads() []float32 { return v.buf[:v.np:v.np] }
+
+// LossSum is the reduced sum of the losses of the global batch.
+func (v Vector) LossSum() float64 { return float64(v.buf[v.np+slotLoss]) }
+
+// Votes is how many ranks voted to end the generation after this step.
+func (v Vector) Votes() int { return int(v.buf[v.np+slotVote]) }
+
+// Compute is each rank's compute time of the step in seconds, by rank. The
+// slice aliases the vector: it is valid until the next step.
+func (v Vector) Compute() []float32 { return v.buf[v.np+slotCompute:] }
+
+// setControls writes this rank's control values before the reduction.
+func (v Vector) setControls(rank int, lossSum float64, vote bool, compute time.Duration) {
+	c := v.buf[v.np:]
+	clear(c)
+	c[slotLoss] = float32(lossSum)
+	if vote {
+		c[slotVote] = 1
+	}
+	c[slotCompute+rank] = float32(compute.Seconds())
+}
+
+// Result is what one step did.
+type Result struct {
+	// Step is the number of steps applied, this one included.
+	Step int64
+	// Loss is the mean loss over the global batch.
+	Loss float64
+	// LR is the learning rate the step used.
+	LR float64
+	// Leave: some rank voted to end the generation after this step.
+	Leave bool
+	// Compute is each rank's compute time in seconds (valid until the next step).
+	Compute []float32
+	// ComputeTime is this rank's forward and backward; ReduceTime its wait
+	// for the reduction.
+	ComputeTime, ReduceTime time.Duration
+	// Bytes is the size of the reduced vector.
+	Bytes int
+	// EpochEnd: the step ended an epoch. Eval: the test set is due
+	// (epoch ends, every EvalEvery steps, the last step). Checkpoint: a
+	// checkpoint is due (every CheckpointEvery steps, the last step).
+	EpochEnd, Eval, Checkpoint bool
+	// Done: the run has applied all its steps.
+	Done bool
+}
+
+// Stepper runs the training step of one replica: its shard of global batch
+// State.Step forward and backward, the reduction of the gradient and the
+// control values, the non-finite check and the optimizer step, and it says
+// what the run's cadence asks for next (evaluation, checkpoint). The single
+// process (`ringtrain train`), the cluster worker and `ringtrain bench train`
+// all train through it.
+type Stepper struct {
+	st   *State
+	data *dataset.Set
+	red  Reducer
+	vec  Vector
+}
+
+// NewStepper binds st to its training data and a reducer. The network's
+// gradient buffer becomes the gradient part of the step vector, so the
+// gradient is reduced where backward wrote it.
+func NewStepper(st *State, data *dataset.Set, red Reducer) *Stepper {
+	s := &Stepper{st: st, data: data, red: red, vec: NewVector(len(st.Net.Params), red.World())}
+	st.Net.Grads = s.vec.Grads()
+	return s
+}
+
+// Vector is the step vector (its control values hold the last step's sums).
+func (s *Stepper) Vector() Vector { return s.vec }
+
+// Step trains one step. vote asks the ranks to end the generation after it
+// (every rank sees the sum in Result.Leave). An error leaves the state as it
+// was before the step when the reduction failed; ErrNonFinite leaves it
+// unchanged too.
+func (s *Stepper) Step(ctx context.Context, vote bool) (Result, error) {
+	if err := ctx.Err(); err != nil {
+		return Result{}, err
+	}
+	st := s.st
+	rank := s.red.Rank()
+	t0 := time.Now()
+	lossSum, _ := st.ShardGradients(s.data, rank, s.red.World())
+	compute := time.Since(t0)
+	s.vec.setControls(rank, lossSum, vote, compute)
+	t1 := time.Now()
+	if err := s.red.Start(ctx, s.vec.Raw()).Wait(); err != nil {
+		return Result{}, fmt.Errorf("step %d: %w", st.Step, err)
+	}
+	reduce := time.Since(t1)
+	loss := s.vec.LossSum() / float64(st.Cfg.Batch)
+	if math.IsNaN(loss) || math.IsInf(loss, 0) {
+		return Result{}, fmt.Errorf("%w: the loss is %v at step %d; lower --lr (now %v) or set --clip-norm", ErrNonFinite, loss, st.Step, st.Cfg.LR)
+	}
+	lr := st.Apply()
+	step, spec := st.Step, st.Cfg.Spec
+	r := Result{
+		Step: step, Loss: loss, LR: lr, Leave: s.vec.Votes() > 0, Compute: s.vec.Compute(),
+		ComputeTime: compute, ReduceTime: reduce, Bytes: 4 * len(s.vec.Raw()), Done: st.Done(),
+	}
+	r.EpochEnd = step%int64(st.StepsPerEpoch) == 0
+	r.Eval = r.EpochEnd || r.Done || (spec.EvalEvery > 0 && step%int64(spec.EvalEvery) == 0)
+	r.Checkpoint = r.Done || (spec.CheckpointEvery > 0 && step%int64(spec.CheckpointEvery) == 0)
+	return r, nil
+}

@@ -1,0 +1,253 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/ringtrain/ringtrain/allreduce"
+)
+
+// memRings builds one generation of n ranks on an in-memory network and
+// returns their reducers; the rings close at cleanup.
+func memRings(t *testing.T, n int) []Reducer {
+	t.Helper()
+	net := allreduce.NewMemNetwork()
+	addrs := make([]string, n)
+	ts := make([]allreduce.Transport, n)
+	for i := range n {
+		addrs[i] = fmt.Sprintf("mem-%d", i)
+		ts[i] = net.Transport(addrs[i])
+	}
+	reds := make([]Reducer, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cfg := allreduce.DefaultLocalConfig()
+			cfg.RunID, cfg.Generation, cfg.Members, cfg.Rank = "step-test", 1, addrs, i
+			cfg.PeerTimeout = 10 * time.Second
+			r, err := allreduce.NewRing(context.Background(), ts[i], cfg)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			t.Cleanup(func() { r.Close(); ts[i].Close() })
+			reds[i] = RingReducer(r)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return reds
+}
+
+// stepAll runs one step on every rank concurrently; votes[r] is rank r's vote.
+func stepAll(t *testing.T, steppers []*Stepper, votes []bool) []Result {
+	t.Helper()
+	res := make([]Result, len(steppers))
+	errs := make([]error, len(steppers))
+	var wg sync.WaitGroup
+	for r, s := range steppers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res[r], errs[r] = s.Step(context.Background(), votes[r])
+		}()
+	}
+	wg.Wait()
+	for r, err := range errs {
+		if err != nil {
+			t.Fatalf("rank %d: %v", r, err)
+		}
+	}
+	return res
+}
+
+// The oracle of a data-parallel step: N ranks stepping through a real ring
+// end every step with the parameters of the single process stepping over
+// the whole batch (up to float32 summation order), and with the same loss.
+func TestStepperRingMatchesSingleProcess(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	set := synthetic(512, 12, 3, 1)
+	cfg := smallConfig()
+	cfg.Batch = 30
+	_, err := NewState(cfg, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, world := range []int{2, 3, 5} {
+		t.Run(fmt.Sprint(world), func(t *testing.T) {
+			ref, _ := NewState(cfg, set)
+			refStep := NewStepper(ref, set, SingleProcess{})
+			reds := memRings(t, world)
+			steppers := make([]*Stepper, world)
+			states := make([]*State, world)
+			for r := range world {
+				states[r], _ = NewState(cfg, set)
+				steppers[r] = NewStepper(states[r], set, reds[r])
+			}
+			for i := 0; i < 5; i++ {
+				want, err := refStep.Step(context.Background(), false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := stepAll(t, steppers, make([]bool, world))
+				for r := range world {
+					if got[r].Step != want.Step || math.Abs(got[r].Loss-want.Loss) > 1e-5 {
+						t.Fatalf("rank %d step %d: loss %v, single process step %d loss %v", r, got[r].Step, got[r].Loss, want.Step, want.Loss)
+					}
+					for j, p := range states[r].Net.Params {
+						if d := math.Abs(float64(p - ref.Net.Params[j])); d > 1e-5*math.Max(1, math.Abs(float64(p))) {
+							t.Fatalf("rank %d step %d: param[%d] = %v, single process %v", r, got[r].Step, j, p, ref.Net.Params[j])
+						}
+					}
+				}
+			}
+		})
+	}
+
+}
+
+// Control values ride with the gradient: every rank sees the sum of the
+// votes and every rank's compute time in that rank's slot.
+func TestStepperControls(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	set := synthetic(256, 12, 3, 1)
+	cfg := smallConfig()
+	const world = 3
+	reds := memRings(t, world)
+	steppers := make([]*Stepper, world)
+	for r := range world {
+		st, _ := NewState(cfg, set)
+		steppers[r] = NewStepper(st, set, reds[r])
+	}
+	res := stepAll(t, steppers, []bool{false, false, false})
+	for r, x := range res {
+		if x.Leave {
+			t.Fatalf("rank %d: Leave with no vote", r)
+		}
+	}
+	res = stepAll(t, steppers, []bool{false, true, false})
+	for r, x := range res {
+		if !x.Leave || steppers[r].Vector().Votes() != 1 {
+			t.Fatalf("rank %d: Leave %v votes %d, want true 1", r, x.Leave, steppers[r].Vector().Votes())
+		}
+		if len(x.Compute) != world {
+			t.Fatalf("rank %d: %d compute slots, want %d", r, len(x.Compute), world)
+		}
+		for q, c := range x.Compute {
+			if !(c > 0) {
+				t.Fatalf("rank %d sees rank %d's compute time %v, want > 0", r, q, c)
+			}
+		}
+		if x.Bytes != 4*len(steppers[r].Vector().Raw()) {
+			t.Fatalf("rank %d: Bytes %d", r, x.Bytes)
+		}
+	}
+}
+
+// The cadence: epoch ends, every EvalEvery steps and the last step evaluate;
+// every CheckpointEvery steps and the last step checkpoint.
+func TestStepperCadence(t *testing.T) {
+	set := synthetic(64, 12, 3, 1) // batch 32: 2 steps per epoch
+	cfg := smallConfig()
+	cfg.Steps = 7
+	cfg.EvalEvery = 3
+	cfg.CheckpointEvery = 5
+	st, err := NewState(cfg, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewStepper(st, set, SingleProcess{})
+	var evals, ckpts, epochs []int64
+	for !st.Done() {
+		r, err := s.Step(context.Background(), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Eval {
+			evals = append(evals, r.Step)
+		}
+		if r.Checkpoint {
+			ckpts = append(ckpts, r.Step)
+		}
+		if r.EpochEnd {
+			epochs = append(epochs, r.Step)
+		}
+		if r.Done != (r.Step == 7) {
+			t.Fatalf("step %d: Done %v", r.Step, r.Done)
+		}
+	}
+	if fmt.Sprint(evals) != "[2 3 4 6 7]" || fmt.Sprint(ckpts) != "[5 7]" || fmt.Sprint(epochs) != "[2 4 6]" {
+		t.Fatalf("evals %v checkpoints %v epoch ends %v; want [2 3 4 6 7] [5 7] [2 4 6]", evals, ckpts, epochs)
+	}
+}
+
+// A NaN loss is its own error (not a replica mismatch) and applies nothing.
+func TestStepperNonFinite(t *testing.T) {
+	set := synthetic(64, 12, 3, 1)
+	cfg := smallConfig()
+	st, _ := NewState(cfg, set)
+	st.Net.Params[0] = float32(math.NaN())
+	before := st.ParamHash()
+	_, err := NewStepper(st, set, SingleProcess{}).Step(context.Background(), false)
+	if !errors.Is(err, ErrNonFinite) {
+		t.Fatalf("err = %v, want ErrNonFinite", err)
+	}
+	if st.Step != 0 || st.ParamHash() != before {
+		t.Fatalf("a failed step changed the state: step %d", st.Step)
+	}
+}
+
+// A reduction that fails leaves the state at the step before it.
+func TestStepperReduceFailure(t *testing.T) {
+	set := synthetic(64, 12, 3, 1)
+	cfg := smallConfig()
+	st, _ := NewState(cfg, set)
+	before := st.ParamHash()
+	boom := errors.New("peer gone")
+	_, err := NewStepper(st, set, failing{boom}).Step(context.Background(), false)
+	if !errors.Is(err, boom) || st.Step != 0 || st.ParamHash() != before {
+		t.Fatalf("err %v step %d; want the reducer's error and no step applied", err, st.Step)
+	}
+}
+
+type failing struct{ err error }
+
+func (failing) Rank() int                                  { return 0 }
+func (failing) World() int                                 { return 2 }
+func (f failing) Start(context.Context, []float32) Pending { return done{f.err} }
+
+// CheckData names the flag, the value and the fix.
+func TestCheckData(t *testing.T) {
+	set := synthetic(64, 12, 3, 1)
+	for _, tc := range []struct {
+		layers string
+		batch  int
+		want   string
+	}{
+		{"100-10", 32, "--layers 100-10 takes 100 inputs but --data synthetic has 12 features; make the first layer 12"},
+		{"12-2", 32, "--layers 12-2 has 2 outputs but --data synthetic has 3 classes; make the last layer 3"},
+		{"12-3", 65, "--batch 65 is larger than the training set of --data synthetic (64 examples); use a smaller --batch"},
+	} {
+		cfg := smallConfig()
+		cfg.Layers, cfg.Batch = tc.layers, tc.batch
+		_, err := NewState(cfg, set)
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("--layers %s --batch %d: err %v\nwant %s", tc.layers, tc.batch, err, tc.want)
+		}
+	}
+}

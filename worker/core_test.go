@@ -1,0 +1,172 @@
+package worker
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/ringtrain/ringtrain/cluster"
+)
+
+var rewrite = flag.Bool("rewrite", false, "rewrite testdata/*.txt transcripts with the actual output")
+
+// TestCoreTranscripts replays testdata/core_*.txt: each unindented line is an
+// input to a Core, the indented lines after it are the actions it returned.
+// Run with -rewrite to regenerate the expected output, then review the diff.
+//
+// Commands (the core is worker w1 at w1:7070):
+//
+//	gen N MEMBER[@ADDR] ...     GenerationSeen (ADDR defaults to MEMBER:7070)
+//	stop                        StopRequested
+//	done                        RunDone
+//	steps S0 S1 ...             StepsAgreed
+//	synced                      Synced
+//	step N [leave] [last]       StepDone
+//	fail [suspect=ID] MSG...    RingFailed
+//	final                       FinalWritten
+//	state                       prints the core's view
+func TestCoreTranscripts(t *testing.T) {
+	files, err := filepath.Glob("testdata/core_*.txt")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no transcripts: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := replay(t, string(b))
+			if *rewrite {
+				if err := os.WriteFile(f, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if got != string(b) {
+				t.Errorf("%s differs (run with -rewrite and review the diff):\n%s", f, diffLines(string(b), got))
+			}
+		})
+	}
+}
+
+func replay(t *testing.T, script string) string {
+	t.Helper()
+	var out strings.Builder
+	core := NewCore("w1", "w1:7070")
+	for lineNo, line := range strings.Split(strings.TrimRight(script, "\n"), "\n") {
+		if strings.HasPrefix(line, "  ") {
+			continue // expected output: regenerated
+		}
+		out.WriteString(line + "\n")
+		if strings.TrimSpace(line) == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		fields := strings.Fields(line)
+		cmd, args := fields[0], fields[1:]
+		atoi := func(s string) int64 {
+			n, err := strconv.ParseInt(s, 10, 64)
+			if err != nil {
+				t.Fatalf("line %d: %q: %v", lineNo+1, s, err)
+			}
+			return n
+		}
+		var acts []Action
+		switch cmd {
+		case "gen":
+			g := cluster.Generation{Gen: uint64(atoi(args[0]))}
+			for _, m := range args[1:] {
+				id, addr, ok := strings.Cut(m, "@")
+				if !ok {
+					addr = id + ":7070"
+				}
+				g.Members = append(g.Members, cluster.Member{ID: id, Addr: addr})
+			}
+			acts = core.Step(GenerationSeen{Gen: g})
+		case "stop":
+			acts = core.Step(StopRequested{})
+		case "done":
+			acts = core.Step(RunDone{})
+		case "steps":
+			var s []int64
+			for _, a := range args {
+				s = append(s, atoi(a))
+			}
+			acts = core.Step(StepsAgreed{Steps: s})
+		case "synced":
+			acts = core.Step(Synced{})
+		case "step":
+			in := StepDone{Step: atoi(args[0])}
+			for _, a := range args[1:] {
+				in.Leave = in.Leave || a == "leave"
+				in.Done = in.Done || a == "last"
+			}
+			acts = core.Step(in)
+		case "fail":
+			in := RingFailed{}
+			var msg []string
+			for _, a := range args {
+				if s, ok := strings.CutPrefix(a, "suspect="); ok {
+					in.Suspect = s
+				} else {
+					msg = append(msg, a)
+				}
+			}
+			in.Err = strings.Join(msg, " ")
+			acts = core.Step(in)
+		case "final":
+			acts = core.Step(FinalWritten{})
+		case "state":
+			g, r := core.Generation()
+			fmt.Fprintf(&out, "  phase=%s gen=%d rank=%d\n", core.Phase(), g.Gen, r)
+		default:
+			t.Fatalf("line %d: unknown command %q", lineNo+1, cmd)
+		}
+		for _, a := range acts {
+			out.WriteString("  " + formatAction(a) + "\n")
+		}
+	}
+	return out.String()
+}
+
+func formatAction(a Action) string {
+	switch a := a.(type) {
+	case Join:
+		return fmt.Sprintf("join gen %d rank %d", a.Gen.Gen, a.Rank)
+	case Sync:
+		return fmt.Sprintf("sync from %d", a.From)
+	case Train:
+		return fmt.Sprintf("train vote=%v", a.Vote)
+	case EndGeneration:
+		return fmt.Sprintf("end generation (%s)", a.Reason)
+	case Report:
+		return fmt.Sprintf("report gen %d suspect=%q err=%q", a.Gen, a.Suspect, a.Err)
+	case Finish:
+		return "finish"
+	case Exit:
+		return "exit " + a.Reason
+	}
+	return fmt.Sprintf("%T", a)
+}
+
+func diffLines(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	var b strings.Builder
+	for i := 0; i < max(len(w), len(g)); i++ {
+		var wl, gl string
+		if i < len(w) {
+			wl = w[i]
+		}
+		if i < len(g) {
+			gl = g[i]
+		}
+		if wl != gl {
+			fmt.Fprintf(&b, "line %d:\n- %s\n+ %s\n", i+1, wl, gl)
+		}
+	}
+	return b.String()
+}
