@@ -36,9 +36,14 @@ run: build data
 	$(BIN)/ringtrain local --workers $(WORKERS) $(ARGS)
 
 # The compose fault suite (TestChaos) runs last and alone: it needs both cores.
-test: build data lint verify-proto
+# bin/etcd comes first: the Kubernetes manifest tests check etcd's flags
+# against it. The pure-Go build (-tags purego, no cgo) is compiled and its nn
+# tests run, TestBackend among them, so the fallback cannot rot unseen.
+test: build data lint verify-proto etcd-binary
 	$(GO) test -count=1 -timeout 30m -skip '^TestChaos$$' ./...
-	$(GO) test -count=1 -race -timeout 30m ./allreduce/... ./coordinator/... ./worker/... ./train/...
+	$(GO) test -count=1 -race -timeout 30m ./allreduce/... ./cluster/... ./coordinator/... ./worker/... ./train/...
+	CGO_ENABLED=0 $(GO) build -tags purego -o /dev/null ./cmd/ringtrain
+	CGO_ENABLED=0 $(GO) test -count=1 -tags purego ./nn/...
 	$(GO) test -count=1 -timeout 40m -run '^TestChaos$$' ./deploy/
 
 test-short: build

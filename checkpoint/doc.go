@@ -19,12 +19,15 @@
 // Durability: [Save] writes into ROOT/.tmp-step-*, fsyncs every file and
 // the directory, renames it to its final name and fsyncs ROOT. A crash
 // leaves either the old state or the new one plus, at worst, a .tmp-*
-// directory that [List] ignores and [Prune] removes. [Load] verifies every
-// hash, so a torn or bit-flipped file is reported as [ErrCorrupt] and
-// [LatestValid] falls back to the previous checkpoint.
+// directory that [List] ignores and [Prune] removes once it has gone
+// unmodified for [StaleTempAge]. [Load] verifies every hash, so a torn or
+// bit-flipped file is reported as [ErrCorrupt] and [LatestValid] falls
+// back to the previous checkpoint.
 //
 // Concurrency: functions are safe to call from several goroutines on
 // different roots. On one root, Save calls must not race each other for
-// the same step, and Prune must not run while a Save is in progress (it
-// deletes .tmp-* directories).
+// the same step. Prune may run while Saves, in this process or another,
+// write to the same root: it removes a .tmp-* directory only when it is
+// stale, so a Save loses its temporary directory (and fails) only if it
+// stalls for longer than StaleTempAge.
 package checkpoint

@@ -21,6 +21,9 @@ import (
 const (
 	stepPrefix = "step-"
 	tmpPrefix  = ".tmp-"
+	// replacedSuffix names, after its .tmp-* directory, the directory
+	// into which Save moves the checkpoint it replaces.
+	replacedSuffix = "-replaced"
 )
 
 // Checkpoint is a loaded, verified checkpoint.
@@ -124,7 +127,7 @@ func publish(root, tmp, name string) (string, error) {
 	final := filepath.Join(root, name)
 	replaced := ""
 	if _, err := os.Lstat(final); err == nil {
-		replaced = tmp + "-replaced"
+		replaced = tmp + replacedSuffix
 		if err := os.Rename(final, replaced); err != nil {
 			return "", fmt.Errorf("checkpoint: move aside the existing %s: %w", final, err)
 		}
@@ -300,10 +303,32 @@ func LatestValid(root string, warn func(dir string, err error)) (*Checkpoint, er
 	return nil, fmt.Errorf("%w under %s (%d step directories, none loads)", ErrNoCheckpoint, root, len(dirs))
 }
 
+// StaleTempAge is how long a .tmp-* directory under a checkpoint root must
+// have gone unmodified before [Prune] treats it as abandoned and removes
+// it. It is far longer than any Save takes, so a directory that another
+// process (a new rank 0 after a membership change) is writing right now is
+// never removed.
+const StaleTempAge = 10 * time.Minute
+
 // Prune removes all but the newest keep step directories under root, and
-// any leftover .tmp-* directories. It must not run concurrently with Save
-// on the same root. keep must be at least 1.
+// the .tmp-* directories that Saves left behind when they crashed. keep
+// must be at least 1.
+//
+// A .tmp-* directory is removed only when it is stale: neither it nor any
+// file in it has been modified for StaleTempAge. Save creates and writes
+// its files one after the other, so a directory still being written stays
+// fresh and survives. The .tmp-*-replaced directory into which Save moves
+// the checkpoint it replaces is kept as long as the .tmp-* directory that
+// replaces it is fresh, so that a failed rename can still put it back.
+// Prune may therefore run while Saves, in this process or another, write
+// to root; only a Save stalled for longer than StaleTempAge can lose its
+// temporary directory, and then fails.
 func Prune(root string, keep int) error {
+	return prune(root, keep, time.Now())
+}
+
+// prune is Prune at time now.
+func prune(root string, keep int, now time.Time) error {
 	if keep < 1 {
 		return fmt.Errorf("%w: Prune keep=%d would delete every checkpoint; keep at least 1", ErrInvalid, keep)
 	}
@@ -321,12 +346,55 @@ func Prune(root string, keep int) error {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		errs = append(errs, fmt.Errorf("checkpoint: prune: %w", err))
 	}
+	fresh := func(name string) bool {
+		modified, err := lastModified(filepath.Join(root, name))
+		if errors.Is(err, fs.ErrNotExist) {
+			return false // published or removed meanwhile: nothing to keep
+		}
+		// One that cannot be read is left for a later Prune.
+		return err != nil || now.Sub(modified) < StaleTempAge
+	}
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), tmpPrefix) {
-			if err := os.RemoveAll(filepath.Join(root, e.Name())); err != nil {
-				errs = append(errs, fmt.Errorf("checkpoint: prune: %w", err))
-			}
+		name := e.Name()
+		if !strings.HasPrefix(name, tmpPrefix) || fresh(name) {
+			continue
+		}
+		if writing, ok := strings.CutSuffix(name, replacedSuffix); ok && fresh(writing) {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(root, name)); err != nil {
+			errs = append(errs, fmt.Errorf("checkpoint: prune: %w", err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// lastModified returns the newest modification time of path and, if it
+// is a directory, of the entries directly in it.
+func lastModified(path string) (time.Time, error) {
+	info, err := os.Lstat(path)
+	if err != nil {
+		return time.Time{}, err
+	}
+	newest := info.ModTime()
+	if !info.IsDir() {
+		return newest, nil
+	}
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return time.Time{}, err
+	}
+	for _, e := range entries {
+		info, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return time.Time{}, err
+		}
+		if t := info.ModTime(); t.After(newest) {
+			newest = t
+		}
+	}
+	return newest, nil
 }

@@ -3,6 +3,7 @@ package checkpoint
 import (
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -358,7 +359,9 @@ func TestPrune(t *testing.T) {
 	for step := int64(1); step <= 5; step++ {
 		saveStep(t, root, step)
 	}
-	os.Mkdir(filepath.Join(root, ".tmp-step-00000006-99"), 0o755)
+	stale := filepath.Join(root, ".tmp-step-00000006-99")
+	os.Mkdir(stale, 0o755)
+	age(t, stale, StaleTempAge+time.Minute)
 	os.WriteFile(filepath.Join(root, "notes.txt"), nil, 0o644)
 	if err := Prune(root, 2); err != nil {
 		t.Fatal(err)
@@ -377,5 +380,143 @@ func TestPrune(t *testing.T) {
 	}
 	if err := Prune(filepath.Join(root, "absent"), 1); err != nil {
 		t.Fatalf("Prune(absent) = %v", err)
+	}
+}
+
+// age sets the modification time of path to d before now.
+func age(t *testing.T, path string, d time.Duration) {
+	t.Helper()
+	then := time.Now().Add(-d)
+	if err := os.Chtimes(path, then, then); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPruneKeepsTempInFlight: a Save that another process is writing
+// right now survives Prune and still publishes; only temporary
+// directories unmodified for StaleTempAge are removed.
+func TestPruneKeepsTempInFlight(t *testing.T) {
+	root := t.TempDir()
+	saveStep(t, root, 1)
+	model, opt := testState(2)
+
+	// A Save of step 2 halfway through: its directory exists and holds
+	// the model file, the optimizer file and manifest are yet to come.
+	tmp, err := os.MkdirTemp(root, tmpPrefix+DirName(2)+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	modelSum, err := writeFileSync(filepath.Join(tmp, ModelFile), func(w io.Writer) error {
+		return WriteSafetensors(w, model, nil)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Prune(root, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(tmp); err != nil {
+		t.Fatalf("Prune removed the temporary directory of a Save in progress: %v", err)
+	}
+
+	// The Save goes on and publishes; the result loads.
+	optSum, err := writeFileSync(filepath.Join(tmp, OptimizerFile), func(w io.Writer) error {
+		return WriteSafetensors(w, opt, nil)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := Manifest{FormatVersion: FormatVersion, Step: 2, Run: json.RawMessage("{}"),
+		Files: map[string]string{ModelFile: modelSum, OptimizerFile: optSum}}
+	raw, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, ManifestFile), raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir, err := publish(root, tmp, DirName(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(dir); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPruneStaleTemp(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	// mkdir creates root/name holding the files, with the directory
+	// modified dirAge and every file fileAge before now.
+	mkdir := func(t *testing.T, root, name string, dirAge, fileAge time.Duration, files ...string) {
+		t.Helper()
+		dir := filepath.Join(root, name)
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			path := filepath.Join(dir, f)
+			if err := os.WriteFile(path, []byte("x"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chtimes(path, now.Add(-fileAge), now.Add(-fileAge)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Chtimes(dir, now.Add(-dirAge), now.Add(-dirAge)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const (
+		fresh = time.Second
+		stale = StaleTempAge
+	)
+	for _, tc := range []struct {
+		name string
+		// setup creates the entries of root.
+		setup func(t *testing.T, root string)
+		want  []string
+	}{
+		{"fresh directory", func(t *testing.T, root string) {
+			mkdir(t, root, ".tmp-step-00000002-1", fresh, fresh)
+		}, []string{".tmp-step-00000002-1"}},
+		{"stale directory", func(t *testing.T, root string) {
+			mkdir(t, root, ".tmp-step-00000002-1", stale, stale, ModelFile)
+		}, nil},
+		{"just under the bound", func(t *testing.T, root string) {
+			mkdir(t, root, ".tmp-step-00000002-1", stale-time.Second, stale-time.Second)
+		}, []string{".tmp-step-00000002-1"}},
+		{"old directory, file being written", func(t *testing.T, root string) {
+			mkdir(t, root, ".tmp-step-00000002-1", 3*stale, fresh, ModelFile, OptimizerFile)
+		}, []string{".tmp-step-00000002-1"}},
+		{"old directory, every file old", func(t *testing.T, root string) {
+			mkdir(t, root, ".tmp-step-00000002-1", 3*stale, 2*stale, ModelFile, OptimizerFile)
+		}, nil},
+		{"replaced checkpoint while its replacement is written", func(t *testing.T, root string) {
+			mkdir(t, root, ".tmp-step-00000002-1", fresh, fresh, ModelFile)
+			mkdir(t, root, ".tmp-step-00000002-1-replaced", 5*stale, 5*stale, ModelFile)
+		}, []string{".tmp-step-00000002-1", ".tmp-step-00000002-1-replaced"}},
+		{"replaced checkpoint left behind", func(t *testing.T, root string) {
+			mkdir(t, root, ".tmp-step-00000002-1-replaced", 5*stale, 5*stale, ModelFile)
+		}, nil},
+		{"stale replacement and its replaced checkpoint", func(t *testing.T, root string) {
+			mkdir(t, root, ".tmp-step-00000002-1", stale, stale, ModelFile)
+			mkdir(t, root, ".tmp-step-00000002-1-replaced", 5*stale, 5*stale, ModelFile)
+		}, nil},
+		{"other directories are not temporary", func(t *testing.T, root string) {
+			mkdir(t, root, "tmp-step-00000002-1", 5*stale, 5*stale)
+			mkdir(t, root, "notes", 5*stale, 5*stale)
+		}, []string{"notes", "tmp-step-00000002-1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			tc.setup(t, root)
+			if err := prune(root, 1, now); err != nil {
+				t.Fatal(err)
+			}
+			if got := entries(t, root); !slices.Equal(got, tc.want) {
+				t.Fatalf("after prune: %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

@@ -60,6 +60,14 @@ func implementations() map[string]sgemmFunc {
 	return impls
 }
 
+// TestBackend: the build tags select the implementation the package
+// documents: OpenBLAS with cgo, gonum with CGO_ENABLED=0 or -tags purego.
+func TestBackend(t *testing.T) {
+	if Backend != wantBackend {
+		t.Fatalf("Backend = %q, want %q for this build's tags", Backend, wantBackend)
+	}
+}
+
 func TestSgemmMatchesNaive(t *testing.T) {
 	dims := []int{1, 2, 3, 7, 17, 64, 65, 130, 200}
 	for _, threads := range []int{1, 2} {

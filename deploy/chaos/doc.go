@@ -1,0 +1,15 @@
+// Package chaos is `ringtrain chaos`: fault scenarios against the
+// docker-compose cluster.
+//
+// Each scenario brings up its own compose project (docker-compose.yml plus
+// deploy/chaos/compose.yml, a unique -p name, so its own network and
+// volumes), follows the run in etcd (whose client port the override
+// publishes on 127.0.0.1) until it reaches the strike step, strikes (kill -9
+// a worker, kill the leader coordinator, docker pause, network disconnect,
+// etcd restart, a corrupt checkpoint, scaling), waits for the run to finish
+// and checks: the run finished every step, the test accuracy met the target,
+// the workers' step log has no gap and no repeat, and the replicas stayed
+// identical (same loss at every step of a generation on every rank, and the
+// coordinators' --hash-every never tripped). The project is removed with its
+// volumes afterwards, whatever happened, Ctrl-C included.
+package chaos
