@@ -304,9 +304,9 @@ func (r *sliceReader) skipField(typ protowire.Type) error {
 
 // outChunk is what grpcLink.Send hands to the codec: the chunk's header
 // fields, and a payload that, when large enough, is sent without a copy —
-// straight from the caller's []float32. gRPC frees the payload buffer once
-// it has written it out; release (a mem.BufferPool whose Put signals the
-// link) tells Send that the caller may reuse its memory.
+// straight from the caller's []float32 or []int64. gRPC frees the payload
+// buffer once it has written it out; release (a mem.BufferPool whose Put
+// signals the link) tells Send that the caller may reuse its memory.
 type outChunk struct {
 	hdr     ringtrainpb.Chunk // Payload unset
 	payload []byte

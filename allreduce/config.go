@@ -41,7 +41,8 @@ type Config struct {
 	// PeerTimeout.
 	ConnectTimeout time.Duration
 	// ChunkBytes is the largest payload of one message, rounded down to a
-	// multiple of 4. Zero means DefaultChunkBytes.
+	// multiple of 4; a message carries whole elements only (AllReduceInt64's
+	// parts hold at most ChunkBytes/8 int64s). Zero means DefaultChunkBytes.
 	ChunkBytes int
 	// Logger receives the ring's events; nil means zap.NewNop().
 	Logger *zap.Logger

@@ -1,6 +1,6 @@
 // Package allreduce implements the collectives of data-parallel training over a
-// ring of N ranks: AllReduce (sum, in place), AllReduceMean, Broadcast and
-// Barrier.
+// ring of N ranks: AllReduce (float32 sum, in place), AllReduceMean,
+// AllReduceInt64 (exact int64 sum, in place), Broadcast and Barrier.
 //
 // # Algorithm
 //
@@ -12,6 +12,21 @@
 // from its left neighbour (rank−1) and sends only to its right (rank+1).
 // The sum of each element is computed once, on one rank, and copied to the
 // others, so all ranks end with bit-identical buffers.
+//
+// # Exact sums
+//
+// A float32 sum depends on the order of its additions, and that order
+// depends on the ring: which rank reduces which segment, which follows from
+// the number of ranks and their order. Training whose result must not depend
+// on the membership (the same bits with 2 workers or 5, in any order)
+// sums fixed-point integers instead: AllReduceInt64 adds with wrap-around
+// two's-complement int64 arithmetic, which is exact and associative, so
+// the result is the same on every rank and for every ring order and
+// Config.ChunkBytes. It runs the same ring with the same plans, heartbeats,
+// aborts, timeouts and failure semantics as AllReduce; only the element
+// changes: 8 little-endian bytes on the wire instead of 4. Plans count
+// elements, so an int64 is never split between two messages, and the
+// receiver reassembles one that a transport's buffers split.
 //
 // # Sessions and generations
 //

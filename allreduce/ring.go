@@ -79,8 +79,26 @@ func (r *Ring) Session() Session { return r.sess }
 // AllReduce replaces buf, on every rank, with the element-wise sum of all
 // ranks' bufs. All ranks must pass the same length.
 func (r *Ring) AllReduce(ctx context.Context, buf []float32) error {
-	return r.collective(ctx, buf, func() plan {
-		return allReducePlan(len(buf), r.sess.Size(), r.sess.Rank(), r.cfg.ChunkBytes)
+	return r.allReduce(ctx, float32s(buf))
+}
+
+// AllReduceInt64 replaces buf, on every rank, with the element-wise sum of
+// all ranks' bufs in wrap-around two's-complement int64 arithmetic. That sum
+// is exact and associative, so its bits depend neither on the ring order nor
+// on Config.ChunkBytes: the basis of exact, order-independent training (sum
+// fixed-point values). All ranks must pass the same length and call
+// AllReduceInt64: a rank that calls AllReduce with the same length instead
+// sends payloads of the wrong size, and the collective fails with
+// ErrProtocol.
+func (r *Ring) AllReduceInt64(ctx context.Context, buf []int64) error {
+	return r.allReduce(ctx, int64s(buf))
+}
+
+// allReduce sums v over the ring; a part carries at most ChunkBytes of
+// whole elements.
+func (r *Ring) allReduce(ctx context.Context, v elems) error {
+	return r.collective(ctx, v, func() plan {
+		return allReducePlan(v.count(), r.sess.Size(), r.sess.Rank(), r.cfg.ChunkBytes/v.size())
 	})
 }
 
@@ -102,15 +120,16 @@ func (r *Ring) Broadcast(ctx context.Context, buf []float32, root int) error {
 	if root < 0 || root >= r.sess.Size() {
 		return fmt.Errorf("allreduce: gen %d rank %d: broadcast root %d is outside [0, %d)", r.sess.Generation(), r.sess.Rank(), root, r.sess.Size())
 	}
-	return r.collective(ctx, buf, func() plan {
-		return broadcastPlan(len(buf), r.sess.Size(), r.sess.Rank(), root, r.cfg.ChunkBytes)
+	v := float32s(buf)
+	return r.collective(ctx, v, func() plan {
+		return broadcastPlan(v.count(), r.sess.Size(), r.sess.Rank(), root, r.cfg.ChunkBytes/v.size())
 	})
 }
 
 // Barrier returns once every rank has entered it.
 func (r *Ring) Barrier(ctx context.Context) error {
-	return r.collective(ctx, nil, func() plan {
-		return allReducePlan(0, r.sess.Size(), r.sess.Rank(), r.cfg.ChunkBytes)
+	return r.collective(ctx, float32s(nil), func() plan {
+		return allReducePlan(0, r.sess.Size(), r.sess.Rank(), r.cfg.ChunkBytes/4)
 	})
 }
 
@@ -140,7 +159,7 @@ func (r *Ring) isClosing() bool {
 }
 
 // collective runs one collective under r.mu and breaks the ring on failure.
-func (r *Ring) collective(ctx context.Context, buf []float32, mk func() plan) error {
+func (r *Ring) collective(ctx context.Context, buf elems, mk func() plan) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.isClosing() {
@@ -166,8 +185,9 @@ func (r *Ring) collective(ctx context.Context, buf []float32, mk func() plan) er
 }
 
 // plan is one collective as two ordered lists: the parts this rank sends and
-// the parts it receives. Send i waits until the first sends[i].after receives
-// are consumed (its data is what they produced).
+// the parts it receives, as spans of whole elements (of any size). Send i
+// waits until the first sends[i].after receives are consumed (its data is
+// what they produced).
 type plan struct {
 	sends []sendItem
 	recvs []recvItem
@@ -183,11 +203,12 @@ type recvItem struct {
 	add bool // reduce-scatter: add into buf; otherwise overwrite
 }
 
-// allReducePlan splits each of the n chunks of Schedule into the same number
-// of parts so that part j of step t feeds part j of step t+1.
-func allReducePlan(l, n, rank, chunkBytes int) plan {
+// allReducePlan splits each of the n chunks of Schedule of a buffer of l
+// elements into the same number of parts of at most maxPart elements, so
+// that part j of step t feeds part j of step t+1.
+func allReducePlan(l, n, rank, maxPart int) plan {
 	steps := Schedule(n, rank)
-	k := partsFor(segment(l, n, 0).len, chunkBytes) // chunk 0 is the largest
+	k := partsFor(segment(l, n, 0).len, maxPart) // chunk 0 is the largest
 	p := plan{sends: make([]sendItem, 0, len(steps)*k), recvs: make([]recvItem, 0, len(steps)*k)}
 	for t, st := range steps {
 		send, recv := segment(l, n, st.SendChunk), segment(l, n, st.RecvChunk)
@@ -203,10 +224,11 @@ func allReducePlan(l, n, rank, chunkBytes int) plan {
 	return p
 }
 
-// broadcastPlan pipelines the buffer from root along the ring: every rank
-// but root receives each part and forwards it unless its right is root.
-func broadcastPlan(l, n, rank, root, chunkBytes int) plan {
-	k := partsFor(l, chunkBytes)
+// broadcastPlan pipelines the buffer of l elements from root along the ring
+// in parts of at most maxPart elements: every rank but root receives each
+// part and forwards it unless its right is root.
+func broadcastPlan(l, n, rank, root, maxPart int) plan {
+	k := partsFor(l, maxPart)
 	whole := span{off: 0, len: l}
 	var p plan
 	if rank != root {
@@ -231,7 +253,7 @@ func broadcastPlan(l, n, rank, root, chunkBytes int) plan {
 // run executes p: a sender and a receiver run concurrently, the receiver
 // adding or copying each part as it arrives and the sender forwarding parts
 // as soon as they are ready.
-func (r *Ring) run(ctx context.Context, seq uint64, buf []float32, p plan) error {
+func (r *Ring) run(ctx context.Context, seq uint64, buf elems, p plan) error {
 	g, gctx := errgroup.WithContext(ctx)
 	// One token per consumed receive; sized so that the receiver never blocks.
 	ready := make(chan struct{}, len(p.recvs))
@@ -244,7 +266,7 @@ func (r *Ring) run(ctx context.Context, seq uint64, buf []float32, p plan) error
 	return g.Wait()
 }
 
-func (r *Ring) sendLoop(ctx context.Context, seq uint64, buf []float32, sends []sendItem, ready <-chan struct{}) (err error) {
+func (r *Ring) sendLoop(ctx context.Context, seq uint64, buf elems, sends []sendItem, ready <-chan struct{}) (err error) {
 	right := r.sess.Right()
 	consumed := 0
 	// The link may still read parts of buf: wait until it is done before
@@ -289,7 +311,7 @@ func (r *Ring) sendLoop(ctx context.Context, seq uint64, buf []float32, sends []
 			}
 		}
 		m.Chunk = uint32(i)
-		m.Payload = wireBytes(buf[it.off : it.off+it.len])
+		m.Payload = buf.wire(it.span)
 		if err := r.send(ctx, &m); err != nil {
 			return r.sendErr(seq, i, right, err)
 		}
@@ -339,7 +361,7 @@ func (r *Ring) send(ctx context.Context, m *Message) error {
 // alive but waiting on its own left) extend it, up to 2×PeerTimeout in all,
 // so that the rank next to a failed peer detects it first and its abort,
 // naming the culprit, reaches everyone else before they time out.
-func (r *Ring) recvLoop(ctx context.Context, seq uint64, buf []float32, recvs []recvItem, ready chan<- struct{}) error {
+func (r *Ring) recvLoop(ctx context.Context, seq uint64, buf elems, recvs []recvItem, ready chan<- struct{}) error {
 	left := r.sess.Left()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -365,20 +387,17 @@ func (r *Ring) recvLoop(ctx context.Context, seq uint64, buf []float32, recvs []
 			m.Free()
 			return r.abortErr(seq, m)
 		}
-		if m.Kind != KindData || m.Seq != seq || m.Chunk != uint32(i) || m.PayloadLen() != 4*it.len {
-			m.Free()
-			return r.peerErr(fmt.Sprintf("seq %d: recv chunk %d from", seq, i), left,
+		if want := buf.size() * it.len; m.Kind != KindData || m.Seq != seq || m.Chunk != uint32(i) || m.PayloadLen() != want {
+			err := r.peerErr(fmt.Sprintf("seq %d: recv chunk %d from", seq, i), left,
 				fmt.Errorf("%w: got %v seq %d chunk %d with %d bytes, want data seq %d chunk %d with %d bytes",
-					ErrProtocol, m.Kind, m.Seq, m.Chunk, m.PayloadLen(), seq, i, 4*it.len))
+					ErrProtocol, m.Kind, m.Seq, m.Chunk, m.PayloadLen(), seq, i, want))
+			m.Free() // after PayloadLen
+			return err
 		}
-		dst := buf[it.off : it.off+it.len]
-		switch {
-		case m.Parts != nil:
-			applyParts(dst, m.Parts, it.add)
-		case it.add:
-			addLE(dst, m.Payload)
-		default:
-			copyLE(dst, m.Payload)
+		if m.Parts != nil {
+			applyParts(buf, it.span, m.Parts, it.add)
+		} else {
+			buf.apply(it.span, m.Payload, it.add)
 		}
 		m.Free()
 		ready <- struct{}{}

@@ -79,10 +79,10 @@ func part(s span, k, j int) span {
 	return span{off: s.off + lo, len: hi - lo}
 }
 
-// partsFor returns how many parts a chunk of elems float32s is split into so
-// that none exceeds chunkBytes. At least 1, so that empty chunks still travel
+// partsFor returns how many parts a chunk of elems elements is split into so
+// that none exceeds maxPart elements (ChunkBytes over the element size: an
+// element is never split). At least 1, so that empty chunks still travel
 // (keeping every rank's message sequence identical).
-func partsFor(elems, chunkBytes int) int {
-	per := chunkBytes / 4
-	return max(1, (elems+per-1)/per)
+func partsFor(elems, maxPart int) int {
+	return max(1, (elems+maxPart-1)/maxPart)
 }

@@ -149,7 +149,7 @@ func TestSegmentsAndParts(t *testing.T) {
 				if s.len != l/n && s.len != l/n+1 {
 					t.Fatalf("l=%d n=%d: segment %d has %d elements", l, n, c, s.len)
 				}
-				k := partsFor(segment(l, n, 0).len, 4096)
+				k := partsFor(segment(l, n, 0).len, 4096/4)
 				pnext := s.off
 				for j := range k {
 					p := part(s, k, j)

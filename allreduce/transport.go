@@ -32,8 +32,9 @@ type Message struct {
 	Seq   uint64 // collective sequence number within the generation, from 1
 	Chunk uint32 // index of the message within the collective's schedule
 	From  int
-	// Payload holds little-endian float32s (KindData). On a received message
-	// the receiver owns it and releases it with Free.
+	// Payload holds little-endian elements (KindData): float32s, or int64s
+	// for AllReduceInt64. On a received message the receiver owns it and
+	// releases it with Free.
 	Payload []byte
 	// Parts, set only on received messages instead of Payload, hold the
 	// payload where the transport received it (spread over its buffers, in

@@ -2,5 +2,6 @@
 
 package allreduce
 
-// unalignedLoadsOK: these architectures load unaligned float32s at full speed.
+// unalignedLoadsOK: these architectures load unaligned float32s and int64s
+// at full speed.
 const unalignedLoadsOK = true
