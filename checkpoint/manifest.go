@@ -37,6 +37,10 @@ type Manifest struct {
 	// Run is the model, optimizer and training spec, a JSON object. Save
 	// writes {} when it is empty.
 	Run json.RawMessage `json:"run"`
+	// ParamsSHA256 is the hex SHA-256 of the parameter tensors' little-endian
+	// float32 bytes in layer order (layers.0.weight, layers.0.bias,
+	// layers.1.weight, ...): equal hashes, equal models.
+	ParamsSHA256 string `json:"params_sha256,omitempty"`
 	// Metrics is an optional history (losses, accuracies) for plots.
 	Metrics json.RawMessage `json:"metrics,omitempty"`
 	// Created is when the checkpoint was taken; Save fills it with the

@@ -155,6 +155,8 @@ type CheckpointRef struct {
 	Dir  string    `json:"dir"`
 	Gen  uint64    `json:"gen"`
 	Time time.Time `json:"time"`
+	// ParamsSHA256 is the checkpoint's parameter hash (see train.State.ParamsSHA256).
+	ParamsSHA256 string `json:"params_sha256,omitempty"`
 }
 
 // Name is Dir relative to the checkpoint root: its last element, as a

@@ -109,7 +109,7 @@ func newDashFixture(t *testing.T) *dashFixture {
 	tensors := checkpoint.ModelTensors([]int{2, 2}, make([]float32, 6))
 	dir, err := checkpoint.Save(root, checkpoint.Manifest{Step: 40, Metrics: metrics}, tensors, tensors)
 	must(err)
-	_, err = c.PublishCheckpoint(ctx, cluster.CheckpointRef{Step: 40, Dir: filepath.Base(dir), Gen: 7, Time: now.Add(-30 * time.Second)})
+	_, err = c.PublishCheckpoint(ctx, cluster.CheckpointRef{Step: 40, Dir: filepath.Base(dir), Gen: 7, Time: now.Add(-30 * time.Second), ParamsSHA256: "5e1f00d"})
 	must(err)
 
 	d := NewDashboard(c, func() (bool, string) { return true, "coord-a" }, nil)
@@ -190,7 +190,7 @@ func TestDashboardHTTP(t *testing.T) {
 	if s.Generation.Gen != 7 || len(s.Generation.Members) != 3 {
 		t.Errorf("generation %v", s.Generation)
 	}
-	if s.Progress == nil || s.Progress.Step != 200 || s.Checkpoint == nil || s.Checkpoint.Step != 40 {
+	if s.Progress == nil || s.Progress.Step != 200 || s.Checkpoint == nil || s.Checkpoint.Step != 40 || s.Checkpoint.ParamsSHA256 != "5e1f00d" {
 		t.Errorf("progress %+v checkpoint %+v", s.Progress, s.Checkpoint)
 	}
 	if want := filepath.Join(f.root, checkpoint.DirName(40)); s.CheckpointPath != want {

@@ -1,6 +1,10 @@
 package nn
 
-import "github.com/ringtrain/ringtrain/nn/internal/blas"
+import (
+	"math"
+
+	"github.com/ringtrain/ringtrain/nn/internal/blas"
+)
 
 // Batch is a set of examples stored row-major.
 type Batch struct {
@@ -118,6 +122,43 @@ func (n *Network) backward(x []float32, rows int) {
 		blas.Sgemm(false, false, rows, inW, outW, 1, d, outW, n.Weight(l), inW, 0, dPrev, inW)
 		n.r.hidden.backward(dPrev, n.ws.z[l-1][:rows*inW], prev, inW)
 	}
+}
+
+// GradientBounds writes, after ComputeGradients(b, scale) and before any
+// other pass of n, an upper bound on the magnitude of every gradient value
+// of each layer: dst[2l] bounds layer l's weight gradient, dst[2l+1] its bias
+// gradient (len(dst) = 2·NumLayers()). With N rows, |∂W^l[o,i]| =
+// |Σ_r Δ^l[r,o]·A^{l-1}[r,i]| ≤ N·max|Δ^l|·max|A^{l-1}| and |∂b^l[o]| ≤
+// N·max|Δ^l|; the bounds are twice that, to cover float32 rounding in the
+// sums (N < 2^22). A NaN or infinity anywhere makes its bound NaN or +Inf.
+// It reads only the batch's activations and deltas, far fewer values than
+// the gradient.
+func (n *Network) GradientBounds(b Batch, dst []float64) {
+	rows := b.N
+	for l := 0; l < n.NumLayers(); l++ {
+		inW, outW := n.Spec.Layers[l], n.Spec.Layers[l+1]
+		var prev []float32
+		if l == 0 {
+			prev = b.X[:rows*inW]
+		} else {
+			prev = n.ws.a[l-1][:rows*inW]
+		}
+		d := maxAbs(n.ws.d[l][:rows*outW])
+		dst[2*l] = 2 * float64(rows) * d * maxAbs(prev)
+		dst[2*l+1] = 2 * float64(rows) * d
+	}
+}
+
+// maxAbs is the largest |v| (NaN if any v is NaN).
+func maxAbs(v []float32) float64 {
+	var m float64
+	for _, x := range v {
+		a := math.Abs(float64(x))
+		if a > m || a != a {
+			m = a
+		}
+	}
+	return m
 }
 
 // columnSums sets sum[j] = Σ_r d[r*cols+j].

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -62,6 +63,38 @@ type Spec struct {
 	CheckpointKeep int `json:"checkpoint_keep" yaml:"checkpoint_keep"`
 	// EvalEvery evaluates on the test set every this many steps (and at each epoch end); 0: at epoch ends only.
 	EvalEvery int `json:"eval_every" yaml:"eval_every"`
+	// Exact makes every step's result independent of the number of workers,
+	// the ring order and faults: the global batch is cut into micro-shards of
+	// MicroBatch examples, and their gradients are summed exactly (see
+	// exact.go). False: each rank's shard is one float32 sum, and the result
+	// depends on the worker count in the last bits.
+	Exact bool `json:"exact" yaml:"exact"`
+	// MicroBatch is the micro-shard size of exact training.
+	MicroBatch int `json:"micro_batch" yaml:"micro_batch"`
+}
+
+// ResultDiff reports the first field in which s and o differ that changes
+// what is trained (everything but the checkpoint and evaluation cadence;
+// the micro-shard size only in exact mode), as its flag name and both
+// values.
+func (s Spec) ResultDiff(o Spec) (flag string, a, b any, differs bool) {
+	va, vb := reflect.ValueOf(s), reflect.ValueOf(o)
+	t := va.Type()
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		switch name {
+		case "checkpoint_every", "checkpoint_keep", "eval_every":
+			continue
+		case "micro_batch":
+			if !s.Exact && !o.Exact {
+				continue
+			}
+		}
+		if x, y := va.Field(i).Interface(), vb.Field(i).Interface(); x != y {
+			return strings.ReplaceAll(name, "_", "-"), x, y, true
+		}
+	}
+	return "", nil, nil, false
 }
 
 // Local is the machine-local part of a configuration: where this process
@@ -104,6 +137,8 @@ func DefaultConfig() Config {
 		Shuffle:         true,
 		CheckpointEvery: 500,
 		CheckpointKeep:  3,
+		Exact:           true,
+		MicroBatch:      DefaultMicroBatch,
 	}, Local: Local{
 		Data:    "mnist",
 		Threads: 1,
@@ -193,6 +228,9 @@ func (c Spec) Validate() error {
 	if c.CheckpointKeep < 1 {
 		return usage.Errorf("--checkpoint-keep %d must be at least 1", c.CheckpointKeep)
 	}
+	if c.Exact && (c.MicroBatch < 1 || c.MicroBatch > c.Batch) {
+		return usage.Errorf("--micro-batch %d must be within [1, --batch %d]; e.g. --micro-batch %d", c.MicroBatch, c.Batch, min(DefaultMicroBatch, c.Batch))
+	}
 	if c.EvalEvery < 0 {
 		return usage.Errorf("--eval-every %d must not be negative", c.EvalEvery)
 	}
@@ -238,6 +276,8 @@ func RegisterFlags(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.CheckpointKeep, "checkpoint-keep", c.CheckpointKeep, "checkpoints to keep")
 	fs.IntVar(&c.EvalEvery, "eval-every", c.EvalEvery, "evaluate every N steps (0: at epoch ends)")
 	fs.IntVar(&c.Threads, "threads", c.Threads, "BLAS threads per process")
+	fs.BoolVar(&c.Exact, "exact", c.Exact, "exact training: the same parameters, bit for bit, at any worker count and through faults (false: plain float32 sums)")
+	fs.IntVar(&c.MicroBatch, "micro-batch", c.MicroBatch, "micro-shard size of exact training (examples); each worker computes whole micro-shards")
 }
 
 // LoadFile reads a YAML or JSON config file over c. Unknown keys are errors.

@@ -21,6 +21,14 @@ func (r *ringReducer) Rank() int  { return r.ring.Session().Rank() }
 func (r *ringReducer) World() int { return r.ring.Session().Size() }
 
 func (r *ringReducer) Start(ctx context.Context, buf []float32) Pending {
+	return r.start(func() error { return r.ring.AllReduce(ctx, buf) })
+}
+
+func (r *ringReducer) StartInt64(ctx context.Context, buf []int64) Pending {
+	return r.start(func() error { return r.ring.AllReduceInt64(ctx, buf) })
+}
+
+func (r *ringReducer) start(collective func() error) Pending {
 	p := &ringPending{done: make(chan struct{})}
 	prev := r.last
 	r.last = p.done
@@ -29,7 +37,7 @@ func (r *ringReducer) Start(ctx context.Context, buf []float32) Pending {
 		if prev != nil {
 			<-prev // the ring's collectives must start in the same order on every rank
 		}
-		p.err = r.ring.AllReduce(ctx, buf)
+		p.err = collective()
 	}()
 	return p
 }

@@ -3,10 +3,12 @@ package train
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/ringtrain/ringtrain/internal/usage"
+	"math"
 	"math/rand/v2"
 	"os"
 	"time"
@@ -154,6 +156,26 @@ func (s *State) ParamHash() [32]byte {
 	return sha256.Sum256(unsafe.Slice((*byte)(unsafe.Pointer(&p[0])), 4*len(p)))
 }
 
+// ParamsSHA256 is the hex SHA-256 of the parameters' little-endian float32
+// bytes in layer order (each layer's weight [out, in] row-major, then its
+// bias: the order of Net.Params and of the checkpoint's tensors).
+func (s *State) ParamsSHA256() string { return ParamsSHA256(s.Net.Params) }
+
+// ParamsSHA256 is the hash of a flat parameter vector (see State.ParamsSHA256).
+func ParamsSHA256(p []float32) string {
+	h := sha256.New()
+	var b [4096]byte
+	for len(p) > 0 {
+		n := min(len(p), len(b)/4)
+		for i, v := range p[:n] {
+			binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
+		}
+		h.Write(b[:4*n])
+		p = p[n:]
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
 // FlatState is the whole state as one float32 vector (parameters, then
 // optimizer buffers, then the step count) so that a joining replica can be
 // handed it with a single broadcast.
@@ -208,13 +230,14 @@ func (s *State) Save(root string, metrics any) (string, error) {
 	}
 	c := s.Cursor()
 	m := checkpoint.Manifest{
-		Step:    s.Step,
-		Epoch:   c.Epoch,
-		Cursor:  checkpoint.Cursor{Epoch: c.Epoch, Step: c.Step},
-		Seed:    s.Cfg.Seed,
-		Run:     run,
-		Metrics: mj,
-		Created: time.Now().UTC(),
+		Step:         s.Step,
+		Epoch:        c.Epoch,
+		Cursor:       checkpoint.Cursor{Epoch: c.Epoch, Step: c.Step},
+		Seed:         s.Cfg.Seed,
+		Run:          run,
+		ParamsSHA256: s.ParamsSHA256(),
+		Metrics:      mj,
+		Created:      time.Now().UTC(),
 	}
 	var opt []checkpoint.Tensor
 	for _, b := range s.Opt.State() {
@@ -240,9 +263,9 @@ func (s *State) Restore(ck *checkpoint.Checkpoint) error {
 	if err := json.Unmarshal(ck.Manifest.Run, &saved); err != nil {
 		return fmt.Errorf("train: checkpoint %s: run spec: %w", ck.Dir, err)
 	}
-	if saved.Layers != s.Cfg.Layers || saved.Optimizer != s.Cfg.Optimizer {
-		return usage.Errorf("checkpoint %s is of --layers %s --optimizer %s, not %s %s; use a matching config or another --checkpoint-dir",
-			ck.Dir, saved.Layers, saved.Optimizer, s.Cfg.Layers, s.Cfg.Optimizer)
+	if flag, was, now, differs := saved.ResultDiff(s.Cfg.Spec); differs {
+		return usage.Errorf("checkpoint %s was trained with --%s %v, this run has --%s %v; resume with --%s %v or use another --checkpoint-dir",
+			ck.Dir, flag, was, flag, now, flag, was)
 	}
 	if err := checkpoint.ParamsFromTensors(s.Net.Spec.Layers, ck.Model, s.Net.Params); err != nil {
 		return fmt.Errorf("train: checkpoint %s: %w", ck.Dir, err)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ringtrain/ringtrain/dataset"
+	"github.com/ringtrain/ringtrain/nn"
 )
 
 // ErrNonFinite: the global batch's loss is NaN or infinite; the run cannot
@@ -30,6 +31,9 @@ type Reducer interface {
 	// rank's buf and returns at once. buf must be neither read nor written
 	// until the returned Pending's Wait has returned.
 	Start(ctx context.Context, buf []float32) Pending
+	// StartInt64 is Start for integers, summed with wrap-around int64
+	// addition: exact and independent of the order of the ranks.
+	StartInt64(ctx context.Context, buf []int64) Pending
 }
 
 // Pending is a collective in flight.
@@ -47,6 +51,8 @@ func (SingleProcess) Rank() int  { return 0 }
 func (SingleProcess) World() int { return 1 }
 
 func (SingleProcess) Start(ctx context.Context, buf []float32) Pending { return done{ctx.Err()} }
+
+func (SingleProcess) StartInt64(ctx context.Context, buf []int64) Pending { return done{ctx.Err()} }
 
 type done struct{ err error }
 
@@ -134,10 +140,11 @@ type Result struct {
 // process (`ringtrain train`), the cluster worker and `ringtrain bench train`
 // all train through it.
 type Stepper struct {
-	st   *State
-	data *dataset.Set
-	red  Reducer
-	vec  Vector
+	st    *State
+	data  *dataset.Set
+	red   Reducer
+	vec   Vector
+	exact *exactState // nil: the float32 step
 }
 
 // NewStepper binds st to its training data and a reducer. The network's
@@ -146,11 +153,11 @@ type Stepper struct {
 func NewStepper(st *State, data *dataset.Set, red Reducer) *Stepper {
 	s := &Stepper{st: st, data: data, red: red, vec: NewVector(len(st.Net.Params), red.World())}
 	st.Net.Grads = s.vec.Grads()
+	if st.Cfg.Exact {
+		s.exact = newExactState(st, red.World())
+	}
 	return s
 }
-
-// Vector is the step vector (its control values hold the last step's sums).
-func (s *Stepper) Vector() Vector { return s.vec }
 
 // Step trains one step. vote asks the ranks to end the generation after it
 // (every rank sees the sum in Result.Leave). An error leaves the state as it
@@ -159,6 +166,9 @@ func (s *Stepper) Vector() Vector { return s.vec }
 func (s *Stepper) Step(ctx context.Context, vote bool) (Result, error) {
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
+	}
+	if s.exact != nil {
+		return s.stepExact(ctx, vote)
 	}
 	st := s.st
 	rank := s.red.Rank()
@@ -170,19 +180,28 @@ func (s *Stepper) Step(ctx context.Context, vote bool) (Result, error) {
 	if err := s.red.Start(ctx, s.vec.Raw()).Wait(); err != nil {
 		return Result{}, fmt.Errorf("step %d: %w", st.Step, err)
 	}
-	reduce := time.Since(t1)
-	loss := s.vec.LossSum() / float64(st.Cfg.Batch)
+	return s.apply(s.vec.LossSum()/float64(st.Cfg.Batch), s.vec.Votes() > 0, s.vec.Compute(), compute, time.Since(t1), 4*len(s.vec.Raw()))
+}
+
+// apply checks the reduced loss, takes the optimizer step with the reduced
+// gradient in Net.Grads and says what the cadence asks for.
+func (s *Stepper) apply(loss float64, leave bool, compute []float32, computeTime, reduceTime time.Duration, bytes int) (Result, error) {
+	st := s.st
 	if math.IsNaN(loss) || math.IsInf(loss, 0) {
 		return Result{}, fmt.Errorf("%w: the loss is %v at step %d; lower --lr (now %v) or set --clip-norm", ErrNonFinite, loss, st.Step, st.Cfg.LR)
 	}
 	lr := st.Apply()
 	step, spec := st.Step, st.Cfg.Spec
 	r := Result{
-		Step: step, Loss: loss, LR: lr, Leave: s.vec.Votes() > 0, Compute: s.vec.Compute(),
-		ComputeTime: compute, ReduceTime: reduce, Bytes: 4 * len(s.vec.Raw()), Done: st.Done(),
+		Step: step, Loss: loss, LR: lr, Leave: leave, Compute: compute,
+		ComputeTime: computeTime, ReduceTime: reduceTime, Bytes: bytes, Done: st.Done(),
 	}
 	r.EpochEnd = step%int64(st.StepsPerEpoch) == 0
 	r.Eval = r.EpochEnd || r.Done || (spec.EvalEvery > 0 && step%int64(spec.EvalEvery) == 0)
 	r.Checkpoint = r.Done || (spec.CheckpointEvery > 0 && step%int64(spec.CheckpointEvery) == 0)
 	return r, nil
+}
+
+func nnBatch(x []float32, labels []int32, n int) nn.Batch {
+	return nn.Batch{X: x, Labels: labels, N: n}
 }

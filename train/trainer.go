@@ -26,6 +26,9 @@ type Summary struct {
 	Seconds       float64 `json:"seconds"`
 	Workers       int     `json:"workers"`
 	Checkpoint    string  `json:"checkpoint,omitempty"`
+	// ParamsSHA256 is the final parameters' hash (State.ParamsSHA256):
+	// runs that trained the same model have the same one.
+	ParamsSHA256 string `json:"params_sha256"`
 }
 
 // Options are what a run needs besides its Config.
@@ -117,6 +120,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (Summary, error) {
 	s := Summary{
 		Step: st.Step, Epoch: int((st.Step - 1) / int64(st.StepsPerEpoch)), TrainLoss: recent.mean(),
 		TestLoss: tl, TestAccuracy: acc, Seconds: round(elapsed, 3), Workers: 1, Checkpoint: lastDir,
+		ParamsSHA256: st.ParamsSHA256(),
 	}
 	if elapsed > 0 {
 		s.SamplesPerSec = round(float64(st.Step-startStep)*float64(cfg.Batch)/elapsed, 1)

@@ -101,7 +101,8 @@ func (c *checkpointer) persist(ctx context.Context, gen uint64) (string, error) 
 	c.d.metrics.CheckpointTime.SetToCurrentTime()
 	// The pointer names the directory relative to the checkpoint root, so
 	// every machine resolves it against its own mount.
-	ref := cluster.CheckpointRef{Step: c.snap.Step, Dir: filepath.Base(dir), Gen: gen, Time: time.Now().UTC()}
+	ref := cluster.CheckpointRef{Step: c.snap.Step, Dir: filepath.Base(dir), Gen: gen, Time: time.Now().UTC(),
+		ParamsSHA256: c.snap.ParamsSHA256()}
 	won, err := c.d.store.PublishCheckpoint(ctx, ref)
 	if err != nil {
 		// The files are durable; a restart finds them on disk even if etcd missed the pointer.

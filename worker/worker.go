@@ -80,8 +80,10 @@ func New(cfg Config) (*Worker, error) {
 func (w *Worker) Run(stop context.Context) error {
 	// The work goes on briefly after stop ends, to leave cleanly.
 	ctx, cancel := context.WithCancel(context.WithoutCancel(stop))
-	defer cancel()
+	watcher := make(chan struct{})
+	defer func() { cancel(); <-watcher }() // the stop watcher ends with ctx
 	go func() {
+		defer close(watcher)
 		select {
 		case <-stop.Done():
 			close(w.stopping)
@@ -131,6 +133,7 @@ func (w *Worker) Run(stop context.Context) error {
 			return fmt.Errorf("worker: step log: %w", err)
 		}
 		defer w.steplog.Close()
+		w.logLine(fmt.Sprintf(`{"event":"start","pid":%d}`, os.Getpid()))
 	}
 
 	gossip, err := w.startGossip(ctx)
@@ -600,7 +603,7 @@ func (w *Worker) finish(ctx context.Context, cur *gen) error {
 	tl, acc := w.st.Evaluate(w.test)
 	w.hist.AddEval(w.st.Step, tl, acc)
 	sum := train.Summary{Step: w.st.Step, Epoch: int((w.st.Step - 1) / int64(w.st.StepsPerEpoch)),
-		TestLoss: tl, TestAccuracy: acc, Workers: world}
+		TestLoss: tl, TestAccuracy: acc, Workers: world, ParamsSHA256: w.st.ParamsSHA256()}
 	if n := len(w.hist.Loss); n > 0 {
 		sum.TrainLoss = w.hist.Loss[n-1].Loss
 	}

@@ -9,10 +9,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -299,30 +301,53 @@ func readStepLog(t *testing.T, path string) []stepRecord {
 }
 
 // checkStepLogs checks the record of every worker: within a worker, each
-// applied step is the one after its state (no repeat, no gap), a state
-// transfer never moves a worker backwards past a step it applied, and
-// together the workers applied every step from first to last. Workers that
-// applied the same step in the same generation saw the same loss.
+// applied step is the one after its state (no gap); within one process a
+// state transfer never moves the worker back and no step is applied twice;
+// a new process of the same worker (a restart, a resume) may start from a
+// lower step and apply steps again, right after its first sync and only
+// until it has caught up; together the workers applied every step from first
+// to last. Workers that applied the same step in the same generation saw the
+// same loss.
 func (c *testCluster) checkStepLogs(first, last int64) {
 	c.t.Helper()
+	checkStepRecords(c.t, c.dir, slices.Collect(maps.Keys(c.workers)), first, last)
+}
+
+func checkStepRecords(t *testing.T, dir string, workers []string, first, last int64) {
+	t.Helper()
 	applied := map[int64]bool{}
 	loss := map[[2]int64]float64{}
-	for id := range c.workers {
-		recs := readStepLog(c.t, filepath.Join(c.dir, id+".steps.jsonl"))
-		state := int64(-1) // unknown until the first sync
+	for _, id := range workers {
+		recs := readStepLog(t, filepath.Join(dir, id+".steps.jsonl"))
+		state := int64(-1)       // unknown until the first sync
+		newest := int64(-1)      // the highest step this worker applied
+		replayUntil := int64(-1) // after a new process's sync back: steps up to newest may repeat
+		fresh := false           // a new process that has applied no step yet
 		for _, r := range recs {
 			switch r.Event {
+			case "start":
+				state, fresh = -1, true
 			case "sync":
-				state = r.Step
-			case "step":
-				if state >= 0 && r.Step != state+1 {
-					c.t.Fatalf("%s applied step %d with its state at step %d (gen %d)", id, r.Step, state, r.Gen)
+				if r.Step < state || (r.Step < newest && !fresh) {
+					t.Fatalf("%s: a state transfer moved it back from step %d to %d within one process (gen %d)", id, max(state, newest), r.Step, r.Gen)
 				}
 				state = r.Step
+				if r.Step < newest {
+					replayUntil = newest
+				}
+			case "step":
+				fresh = false
+				if state >= 0 && r.Step != state+1 {
+					t.Fatalf("%s applied step %d with its state at step %d (gen %d)", id, r.Step, state, r.Gen)
+				}
+				if r.Step <= newest && r.Step > replayUntil {
+					t.Fatalf("%s applied step %d again (gen %d) without a sync back to a lower step", id, r.Step, r.Gen)
+				}
+				state, newest = r.Step, max(newest, r.Step)
 				applied[r.Step] = true
 				k := [2]int64{int64(r.Gen), r.Step}
 				if l, ok := loss[k]; ok && l != r.Loss {
-					c.t.Fatalf("step %d of gen %d: loss %v on %s, %v on another rank", r.Step, r.Gen, r.Loss, id, l)
+					t.Fatalf("step %d of gen %d: loss %v on %s, %v on another rank", r.Step, r.Gen, r.Loss, id, l)
 				}
 				loss[k] = r.Loss
 			}
@@ -335,7 +360,7 @@ func (c *testCluster) checkStepLogs(first, last int64) {
 		}
 	}
 	if len(missing) > 0 {
-		c.t.Fatalf("steps never applied by any worker: %v", missing[:min(len(missing), 20)])
+		t.Fatalf("steps never applied by any worker: %v", missing[:min(len(missing), 20)])
 	}
 }
 

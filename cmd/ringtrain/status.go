@@ -32,7 +32,7 @@ type statusReport struct {
 	Members      []statusMember            `json:"members"`
 	Progress     *cluster.Progress         `json:"progress,omitempty"`
 	Checkpoint   *cluster.CheckpointRef    `json:"checkpoint,omitempty"`
-	// CheckpointPath is Checkpoint's directory under the run spec's
+	// CheckpointPath is Checkpoint's directory relative to the workers'
 	// checkpoint root.
 	CheckpointPath string           `json:"checkpoint_path,omitempty"`
 	Done           *train.Summary   `json:"done,omitempty"`
@@ -165,6 +165,9 @@ func printStatus(w io.Writer, r statusReport, now time.Time) {
 	}
 	if ck := r.Checkpoint; ck != nil {
 		row("checkpoint", "step %d in %s (gen %d, %s ago)", ck.Step, cmp.Or(r.CheckpointPath, ck.Dir), ck.Gen, age(now, ck.Time))
+		if ck.ParamsSHA256 != "" {
+			row("params_sha256", "%s", ck.ParamsSHA256)
+		}
 	} else {
 		row("checkpoint", "none")
 	}

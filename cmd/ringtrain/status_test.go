@@ -63,21 +63,21 @@ func TestStatusCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The checkpoint is named relative to the workers' checkpoint root.
-	if _, err := c.PublishCheckpoint(ctx, cluster.CheckpointRef{Step: 40, Dir: "step-00000040", Gen: 4, Time: time.Now()}); err != nil {
+	if _, err := c.PublishCheckpoint(ctx, cluster.CheckpointRef{Step: 40, Dir: "step-00000040", Gen: 4, Time: time.Now(), ParamsSHA256: "5e1f00d"}); err != nil {
 		t.Fatal(err)
 	}
 	out, code = status()
 	t.Logf("ringtrain status:\n%s", out)
-	for _, want := range []string{"ring w2 → w1 → w9", "50 / 200 (25.0%)", "0.2500", "1234", "step 40 in step-00000040",
+	for _, want := range []string{"ring w2 → w1 → w9", "50 / 200 (25.0%)", "0.2500", "1234", "step 40 in step-00000040", "params_sha256", "5e1f00d",
 		"w3 ", "standby", "rank 0", "gone", "done", "no"} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Fatalf("status lacks %q (exit %d):\n%s", want, code, out)
 		}
 	}
 	// A pointer written by the previous release holds the writer's path:
-	// shown under the spec's root too.
+	// shown relative to the checkpoint root too.
 	put(cluster.KeyCheckpoint, cluster.CheckpointRef{Step: 45, Dir: "/old/machine/step-00000045", Gen: 4, Time: time.Now()})
-	if out, code = status(); code != 0 || !strings.Contains(out, "step 45 in /ckpt/step-00000045") {
+	if out, code = status(); code != 0 || !strings.Contains(out, "step 45 in step-00000045") {
 		t.Fatalf("status of an old-format checkpoint (exit %d):\n%s", code, out)
 	}
 	if err := c.MarkDone(ctx, train.Summary{Step: 200, TestAccuracy: 0.98}); err != nil {
@@ -89,7 +89,7 @@ func TestStatusCommand(t *testing.T) {
 		t.Fatalf("--json: exit %d\n%s", code, out)
 	}
 	if rep.Generation.Gen != 4 || len(rep.Members) != 4 || rep.Done == nil || rep.Done.Step != 200 || rep.Checkpoint.Step != 45 ||
-		rep.CheckpointPath != "/ckpt/step-00000045" {
+		rep.CheckpointPath != "step-00000045" {
 		t.Fatalf("--json report %+v", rep)
 	}
 }

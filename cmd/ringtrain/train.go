@@ -116,7 +116,7 @@ func runEval(ctx context.Context, e *env, args []string) error {
 	}
 	lossSum, correct := net.Evaluate(nn.Batch{X: test.X, Labels: test.Labels, N: test.N}, 1000)
 	return json.NewEncoder(e.stdout).Encode(map[string]any{
-		"checkpoint": ck.Dir, "step": ck.Manifest.Step, "epoch": ck.Manifest.Epoch,
+		"checkpoint": ck.Dir, "step": ck.Manifest.Step, "epoch": ck.Manifest.Epoch, "params_sha256": train.ParamsSHA256(net.Params),
 		"test_loss": lossSum / float64(test.N), "test_accuracy": float64(correct) / float64(test.N),
 	})
 }

@@ -254,7 +254,7 @@ function render(s) {
   if (s.checkpoint) {
     const c = s.checkpoint;
     const age = validTime(c.time) && validTime(s.time) ? fmtAge((Date.parse(s.time) - Date.parse(c.time)) / 1000) : "";
-    for (const [k, v] of [["step", fmt(c.step, 0)], ["dir", s.checkpoint_path || c.dir], ["generation", String(c.gen)], ["age", age]]) {
+    for (const [k, v] of [["step", fmt(c.step, 0)], ["dir", s.checkpoint_path || c.dir], ["generation", String(c.gen)], ["age", age], ["params_sha256", c.params_sha256 || "—"]]) {
       ck.append(el("dt", {}, k), el("dd", { "data-field": k }, v));
     }
   } else {

@@ -1,0 +1,228 @@
+package train
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/bits"
+	"time"
+
+	"github.com/ringtrain/ringtrain/dataset"
+)
+
+// DefaultMicroBatch is the default micro-shard size of exact training.
+const DefaultMicroBatch = 16
+
+// Exact training.
+//
+// The global batch of B examples is cut into K = ceil(B/MicroBatch)
+// micro-shards, micro-shard j being batch positions [j·m, min((j+1)·m, B)).
+// Rank r of N computes the contiguous micro-shards dataset.ShardRange(K, r, N)
+// — uneven splits are fine — each as its own forward and backward pass with
+// the same shapes whoever computes it, so a micro-shard's gradient has the
+// same float32 bits on every rank (given the same GEMM backend, kernel and
+// thread count: the fingerprint).
+//
+// The micro-shard gradients are then summed exactly. Each parameter tensor
+// (a layer's weight or bias) and the loss sum is a bucket with one scale for
+// the whole run's step: the ranks first agree, by an exact exchange, on the
+// largest binary exponent E of any value of the bucket in any micro-shard
+// (|v| < 2^E), and every value is converted to the integer trunc(v · 2^(62−c−E))
+// with c = ceil(log2 K), so that K of them sum without overflow in int64.
+// Integer addition is exact and associative: the ring sums the integers
+// (allreduce.Ring.AllReduceInt64) and every rank converts the sum back with
+// one rounding. The reduced gradient therefore has the same bits whatever N,
+// the ring order, or which rank holds which micro-shard; values far below
+// the bucket's largest (under 2^(E−62+c)) are dropped, far below float32's
+// own resolution of the sum.
+//
+// A step costs two collectives: a small one (the exponents, beside the
+// control values) and the integer sum (twice the float32 gradient's bytes).
+
+// exactState is a Stepper's scratch for exact steps.
+type exactState struct {
+	k       int         // micro-shards per global batch
+	c       int         // ceil(log2 k)
+	buckets []span      // parameter tensors within the gradient
+	grads   [][]float32 // this rank's micro-shard gradients
+	losses  []float64   // and loss sums
+	ctl     []float32   // exponents (world × (buckets+1)), vote, compute (world)
+	acc     []int64     // the integer gradient, then the loss sum
+	exps    []int       // this rank's exponent per bucket (+ loss)
+	bounds  []float64   // one micro-shard's gradient bounds per bucket
+	x       []float32   // one micro-shard's inputs
+	labels  []int32
+}
+
+type span struct{ off, len int }
+
+// Exponent sentinels, exact in float32: a bucket whose values are all zero,
+// and one with a NaN or an infinity.
+const (
+	expZero      = -1000
+	expNonFinite = 1000
+	// expFloor bounds the scale for buckets of subnormals.
+	expFloor = -160
+)
+
+func newExactState(st *State, world int) *exactState {
+	m := st.Cfg.MicroBatch
+	k := (st.Cfg.Batch + m - 1) / m
+	e := &exactState{k: k, c: bits.Len(uint(k - 1))}
+	layers := st.Net.Spec.Layers
+	off := 0
+	for i := 1; i < len(layers); i++ {
+		w := layers[i-1] * layers[i]
+		e.buckets = append(e.buckets, span{off, w}, span{off + w, layers[i]})
+		off += w + layers[i]
+	}
+	nb := len(e.buckets) + 1
+	e.exps = make([]int, nb)
+	e.bounds = make([]float64, nb-1)
+	e.ctl = make([]float32, world*nb+1+world)
+	e.acc = make([]int64, off+1)
+	return e
+}
+
+// microRange is the micro-shards rank computes: [lo, hi) of k.
+func (e *exactState) microRange(rank, world int) (lo, hi int) {
+	return dataset.ShardRange(e.k, rank, world)
+}
+
+// stepExact is Stepper.Step in exact mode.
+func (s *Stepper) stepExact(ctx context.Context, vote bool) (Result, error) {
+	st, e := s.st, s.exact
+	rank, world := s.red.Rank(), s.red.World()
+	nb := len(e.buckets) + 1
+	t0 := time.Now()
+
+	// This rank's micro-shards, each its own backward pass.
+	lo, hi := e.microRange(rank, world)
+	for len(e.grads) < hi-lo {
+		e.grads = append(e.grads, make([]float32, len(st.Net.Params)))
+		e.losses = append(e.losses, 0)
+	}
+	local := e.grads[:hi-lo]
+	c := st.Cursor()
+	idx := dataset.BatchIndices(s.data.N, st.Cfg.Seed, c.Epoch, c.Step, st.Cfg.Batch, st.Cfg.Shuffle)
+	m, dim := st.Cfg.MicroBatch, s.data.Dim
+	saved := st.Net.Grads
+	for b := range e.exps {
+		e.exps[b] = expZero
+	}
+	for j := lo; j < hi; j++ {
+		rows := idx[j*m : min((j+1)*m, len(idx))]
+		n := len(rows)
+		if cap(e.x) < n*dim {
+			e.x, e.labels = make([]float32, n*dim), make([]int32, n)
+		}
+		x, labels := e.x[:n*dim], e.labels[:n]
+		s.data.Gather(rows, x, labels)
+		st.Net.Grads = local[j-lo]
+		e.losses[j-lo] = st.Net.ComputeGradients(nnBatch(x, labels, n), float32(1/float64(st.Cfg.Batch)))
+		// Each bucket's exponent bounds its values in every micro-shard:
+		// from bounds nn derives from the activations and deltas, so no
+		// pass over the gradient is needed.
+		st.Net.GradientBounds(nnBatch(x, labels, n), e.bounds)
+		for b, v := range e.bounds {
+			e.exps[b] = max(e.exps[b], boundExp(v))
+		}
+		e.exps[nb-1] = max(e.exps[nb-1], boundExp(math.Abs(e.losses[j-lo])))
+	}
+	st.Net.Grads = saved
+	compute := time.Since(t0)
+	clear(e.ctl)
+	for b, x := range e.exps {
+		e.ctl[rank*nb+b] = float32(x)
+	}
+	if vote {
+		e.ctl[world*nb] = 1
+	}
+	e.ctl[world*nb+1+rank] = float32(compute.Seconds())
+	t1 := time.Now()
+	if err := s.red.Start(ctx, e.ctl).Wait(); err != nil {
+		return Result{}, fmt.Errorf("step %d: exponents: %w", st.Step, err)
+	}
+	for b := range nb {
+		e.exps[b] = expZero
+		for r := range world {
+			e.exps[b] = max(e.exps[b], int(e.ctl[r*nb+b]))
+		}
+		if e.exps[b] >= expNonFinite {
+			return Result{}, fmt.Errorf("%w: the gradient or loss of step %d has a NaN or infinity; lower --lr (now %v) or set --clip-norm",
+				ErrNonFinite, st.Step, st.Cfg.LR)
+		}
+	}
+
+	// The exact sum: integers, summed by the ring.
+	np := len(st.Net.Params)
+	for b, sp := range e.buckets {
+		toFixed(e.acc[sp.off:sp.off+sp.len], local, sp, e.shift(e.exps[b]))
+	}
+	ls := e.shift(e.exps[nb-1])
+	e.acc[np] = 0
+	for _, l := range e.losses[:hi-lo] {
+		e.acc[np] += int64(math.Ldexp(l, ls))
+	}
+	if err := s.red.StartInt64(ctx, e.acc).Wait(); err != nil {
+		return Result{}, fmt.Errorf("step %d: %w", st.Step, err)
+	}
+	reduce := time.Since(t1)
+	for b, sp := range e.buckets {
+		fromFixed(st.Net.Grads[sp.off:sp.off+sp.len], e.acc[sp.off:sp.off+sp.len], e.shift(e.exps[b]))
+	}
+	loss := math.Ldexp(float64(e.acc[np]), -ls) / float64(st.Cfg.Batch)
+	return s.apply(loss, e.ctl[world*nb] > 0, e.ctl[world*nb+1:], compute, reduce, 4*len(e.ctl)+8*len(e.acc))
+}
+
+// shift is the binary scale of a bucket whose largest exponent is exp.
+func (e *exactState) shift(exp int) int { return 62 - e.c - max(exp, expFloor) }
+
+// boundExp is the smallest E with bound < 2^E, for a bound ≥ 0 on some
+// values' magnitudes (expZero for 0, expNonFinite for NaN, infinity or a
+// bound beyond float32's range, where a value may have overflowed).
+func boundExp(bound float64) int {
+	switch {
+	case bound == 0:
+		return expZero
+	case !(bound < math.MaxFloat32):
+		return expNonFinite
+	}
+	_, e := math.Frexp(bound)
+	return e
+}
+
+// fixedBlock is how many elements toFixed sums at a time: the block's
+// integers stay in the L1 cache while each micro-shard's values stream by.
+const fixedBlock = 2048
+
+// toFixed sets acc[i] to the sum over the micro-shard gradients gs of
+// trunc(g[sp.off+i] · 2^shift).
+func toFixed(acc []int64, gs [][]float32, sp span, shift int) {
+	scale := math.Ldexp(1, shift)
+	for lo := 0; lo < len(acc); lo += fixedBlock {
+		a := acc[lo:min(lo+fixedBlock, len(acc))]
+		if len(gs) == 0 {
+			clear(a)
+			continue
+		}
+		g := gs[0][sp.off+lo : sp.off+lo+len(a)]
+		for i := range a {
+			a[i] = int64(float64(g[i]) * scale)
+		}
+		for _, g := range gs[1:] {
+			g = g[sp.off+lo : sp.off+lo+len(a)]
+			for i := range a {
+				a[i] += int64(float64(g[i]) * scale)
+			}
+		}
+	}
+}
+
+// fromFixed sets g[i] = acc[i] · 2^−shift, rounded once to float32.
+func fromFixed(g []float32, acc []int64, shift int) {
+	scale := math.Ldexp(1, -shift)
+	for i, v := range acc {
+		g[i] = float32(float64(v) * scale)
+	}
+}
