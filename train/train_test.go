@@ -2,6 +2,7 @@ package train
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"github.com/ringtrain/ringtrain/internal/usage"
@@ -273,5 +274,58 @@ func TestLayersMustFitData(t *testing.T) {
 	_, err := Run(context.Background(), cfg, Options{Train: synthetic(64, 12, 3, 1), Test: synthetic(8, 12, 3, 1), Progress: io.Discard})
 	if !usage.Is(err) || !strings.Contains(err.Error(), "12") {
 		t.Fatalf("mismatched input layer: %v", err)
+	}
+}
+
+// A checkpoint written by the previous release (its manifest's run spec
+// names this machine's data and checkpoint paths and has no exactness) still
+// resumes when the spec matches, and a spec that differs in what changes the
+// result is refused with one line naming the flag and both values.
+func TestResumeOlderManifest(t *testing.T) {
+	set := synthetic(256, 12, 3, 1)
+	cfg := smallConfig()
+	cfg.Exact = false
+	st, err := NewState(cfg, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		st.ShardGradients(set, 0, 1)
+		st.Apply()
+	}
+	old := `{"layers":"12-16-3","activation":"relu","loss":"cross_entropy","weight_init":"he","optimizer":"momentum",` +
+		`"lr":0.1,"momentum":0.9,"weight_decay":0,"schedule":"cosine","warmup_steps":0,"step_size":0,"gamma":0.1,` +
+		`"clip_norm":0,"batch":32,"epochs":10,"steps":40,"seed":1,"shuffle":true,"data":"/old/machine/mnist",` +
+		`"checkpoint_dir":"/old/machine/ckpt","checkpoint_every":10,"checkpoint_keep":3,"eval_every":0,"threads":1}`
+	root := t.TempDir()
+	var opt []checkpoint.Tensor
+	for _, b := range st.Opt.State() {
+		opt = append(opt, checkpoint.Tensor{Name: b.Name, Shape: []int{len(b.Data)}, Data: b.Data})
+	}
+	dir, err := checkpoint.Save(root, checkpoint.Manifest{Step: 3, Run: json.RawMessage(old)},
+		checkpoint.ModelTensors(st.Net.Spec.Layers, st.Net.Params), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := NewState(cfg, set)
+	if _, err := got.RestoreDir(dir); err != nil {
+		t.Fatalf("an older release's checkpoint with a matching spec: %v", err)
+	}
+	if got.Step != 3 || got.ParamsSHA256() != st.ParamsSHA256() {
+		t.Fatalf("restored step %d hash %s, saved step 3 hash %s", got.Step, got.ParamsSHA256(), st.ParamsSHA256())
+	}
+	exact := cfg
+	exact.Exact = true
+	fresh, _ := NewState(exact, set)
+	_, err = fresh.RestoreDir(dir)
+	want := "was trained with --exact false, this run has --exact true; resume with --exact false or use another --checkpoint-dir"
+	if !usage.Is(err) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("resume with --exact: %v\nwant a usage error containing %q", err, want)
+	}
+	other := cfg
+	other.Seed = 7
+	fresh, _ = NewState(other, set)
+	if _, err = fresh.RestoreDir(dir); !usage.Is(err) || !strings.Contains(err.Error(), "--seed 1, this run has --seed 7") {
+		t.Fatalf("resume with another seed: %v", err)
 	}
 }

@@ -43,6 +43,8 @@ type benchJob struct {
 	Threads     int       `json:"threads,omitempty"`
 	LR          float64   `json:"lr,omitempty"`
 	Seed        uint64    `json:"seed,omitempty"`
+	Exact       bool      `json:"exact,omitempty"`
+	MicroBatch  int       `json:"micro_batch,omitempty"`
 	SizesMiB    []float64 `json:"sizes_mib,omitempty"`
 	Iters       int       `json:"iters,omitempty"`
 }
@@ -73,6 +75,8 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		fs.IntVar(&job.Threads, "threads", 0, "BLAS threads per worker (0: cores / workers, at least 1)")
 		fs.Float64Var(&job.LR, "lr", 0.05, "learning rate (SGD, momentum 0.9)")
 		fs.Uint64Var(&job.Seed, "seed", 1, "seed")
+		fs.BoolVar(&job.Exact, "exact", true, "exact training (micro-shards summed exactly), as the product's default; false: the float32 step")
+		fs.IntVar(&job.MicroBatch, "micro-batch", 0, "micro-shard size of exact training (0: global batch / 8)")
 	} else {
 		sizes := fs.String("sizes-mib", "1,4,16,64", "buffer sizes in MiB, comma-separated")
 		fs.IntVar(&job.Iters, "iters", 20, "timed all-reduces per size")
@@ -109,6 +113,9 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	}
 	if job.Threads <= 0 {
 		job.Threads = max(1, runtime.NumCPU() / *workers)
+	}
+	if job.MicroBatch <= 0 {
+		job.MicroBatch = max(1, job.GlobalBatch/8)
 	}
 	if *workers == 1 {
 		job.Members = []string{""}
@@ -250,6 +257,7 @@ type trainResult struct {
 	ThreadsPerWorker int     `json:"threads_per_worker"`
 	Layers           string  `json:"layers"`
 	GlobalBatch      int     `json:"global_batch"`
+	Exact            bool    `json:"exact"`
 	Steps            int     `json:"steps"`
 	SamplesPerSec    float64 `json:"samples_per_sec"`
 	StepMsMedian     float64 `json:"step_ms_median"`
@@ -282,6 +290,7 @@ func benchTrain(ctx context.Context, job benchJob, ring *allreduce.Ring) (trainR
 	cfg.Layers, cfg.Batch, cfg.LR, cfg.Seed = job.Layers, job.GlobalBatch, job.LR, job.Seed
 	cfg.Schedule, cfg.Shuffle, cfg.Steps = "constant", false, int64(job.Warmup+job.Steps)
 	cfg.Data, cfg.Threads = "random", job.Threads
+	cfg.Exact, cfg.MicroBatch = job.Exact, max(job.MicroBatch, 1)
 	st, err := train.NewState(cfg, data)
 	if err != nil {
 		return trainResult{}, err
@@ -322,7 +331,7 @@ func benchTrain(ctx context.Context, job benchJob, ring *allreduce.Ring) (trainR
 	}
 	return trainResult{
 		System: system, Workers: world, ThreadsPerWorker: job.Threads, Layers: job.Layers,
-		GlobalBatch: job.GlobalBatch, Steps: job.Steps,
+		GlobalBatch: job.GlobalBatch, Exact: job.Exact, Steps: job.Steps,
 		SamplesPerSec: roundTo(float64(job.Steps*job.GlobalBatch)/total.Seconds(), 1),
 		StepMsMedian:  roundTo(median(times).Seconds()*1000, 3),
 		LossFirst:     roundTo(losses[0], 4), LossLast: roundTo(losses[len(losses)-1], 4),
