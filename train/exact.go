@@ -26,15 +26,16 @@ const DefaultMicroBatch = 16
 // The micro-shard gradients are then summed exactly. Each parameter tensor
 // (a layer's weight or bias) and the loss sum is a bucket with one scale for
 // the whole run's step: the ranks first agree, by an exact exchange, on the
-// largest binary exponent E of any value of the bucket in any micro-shard
-// (|v| < 2^E), and every value is converted to the integer trunc(v · 2^(62−c−E))
-// with c = ceil(log2 K), so that K of them sum without overflow in int64.
+// largest binary exponent E of a bound on the bucket's values in any
+// micro-shard (|v| < 2^E; nn.GradientBounds), and every value is converted to
+// the integer round(v · 2^(51−c−E)) with c = ceil(log2 K), so that K of them
+// sum below 2^51.
 // Integer addition is exact and associative: the ring sums the integers
 // (allreduce.Ring.AllReduceInt64) and every rank converts the sum back with
 // one rounding. The reduced gradient therefore has the same bits whatever N,
-// the ring order, or which rank holds which micro-shard; values far below
-// the bucket's largest (under 2^(E−62+c)) are dropped, far below float32's
-// own resolution of the sum.
+// the ring order, or which rank holds which micro-shard; each value is
+// rounded to a multiple of 2^(E+c−51), about 2^−48 of the bucket's largest,
+// far below float32's own resolution of the sum.
 //
 // A step costs two collectives: a small one (the exponents, beside the
 // control values) and the integer sum (twice the float32 gradient's bytes).
@@ -55,6 +56,11 @@ type exactState struct {
 }
 
 type span struct{ off, len int }
+
+// fixedBits is the integers' range: each value is below 2^(fixedBits−c) and
+// the sum of the k ≤ 2^c micro-shards below 2^fixedBits, within the exact
+// range of the conversions (2^51) and far within int64.
+const fixedBits = 51
 
 // Exponent sentinels, exact in float32: a bucket whose values are all zero,
 // and one with a NaN or an infinity.
@@ -176,7 +182,7 @@ func (s *Stepper) stepExact(ctx context.Context, vote bool) (Result, error) {
 }
 
 // shift is the binary scale of a bucket whose largest exponent is exp.
-func (e *exactState) shift(exp int) int { return 62 - e.c - max(exp, expFloor) }
+func (e *exactState) shift(exp int) int { return fixedBits - e.c - max(exp, expFloor) }
 
 // boundExp is the smallest E with bound < 2^E, for a bound ≥ 0 on some
 // values' magnitudes (expZero for 0, expNonFinite for NaN, infinity or a
@@ -196,8 +202,25 @@ func boundExp(bound float64) int {
 // integers stay in the L1 cache while each micro-shard's values stream by.
 const fixedBlock = 2048
 
+// The fixed-point conversions run on an AVX2 kernel where the CPU has one
+// (fixed_amd64.s), else on the Go loops below; both give the same bits (the
+// test compares them), so the kernel is not part of the fingerprint.
+const (
+	kernelGo = iota
+	kernelAVX2
+)
+
+var fixedKernel = kernelGo
+
+// magic is 1.5·2^52: x + magic, for |x| < 2^51, is x rounded to an integer
+// and held in the low bits of the float64.
+const (
+	magic     = 0x1.8p52
+	magicBits = 0x4338000000000000
+)
+
 // toFixed sets acc[i] to the sum over the micro-shard gradients gs of
-// trunc(g[sp.off+i] · 2^shift).
+// round(g[sp.off+i] · 2^shift), each |g · 2^shift| < 2^51.
 func toFixed(acc []int64, gs [][]float32, sp span, shift int) {
 	scale := math.Ldexp(1, shift)
 	for lo := 0; lo < len(acc); lo += fixedBlock {
@@ -206,22 +229,40 @@ func toFixed(acc []int64, gs [][]float32, sp span, shift int) {
 			clear(a)
 			continue
 		}
-		g := gs[0][sp.off+lo : sp.off+lo+len(a)]
-		for i := range a {
-			a[i] = int64(float64(g[i]) * scale)
+		for j, g := range gs {
+			fixedInto(a, g[sp.off+lo:sp.off+lo+len(a)], scale, j > 0)
 		}
-		for _, g := range gs[1:] {
-			g = g[sp.off+lo : sp.off+lo+len(a)]
-			for i := range a {
-				a[i] += int64(float64(g[i]) * scale)
-			}
+	}
+}
+
+// fixedInto sets (or, with add, adds to) acc[i] round(g[i] · scale), to
+// nearest, ties to even: adding 1.5·2^52 leaves the integer in the low bits
+// for |g[i] · scale| < 2^51 (as the AVX2 kernel does).
+func fixedInto(acc []int64, g []float32, scale float64, add bool) {
+	i := 0
+	if fixedKernel == kernelAVX2 {
+		i = fixedSIMD(acc, g, scale, add)
+	}
+	acc, g = acc[i:], g[i:len(acc)]
+	if add {
+		for i, v := range g {
+			acc[i] += int64(math.Float64bits(float64(v)*scale+magic) - magicBits)
 		}
+		return
+	}
+	for i, v := range g {
+		acc[i] = int64(math.Float64bits(float64(v)*scale+magic) - magicBits)
 	}
 }
 
 // fromFixed sets g[i] = acc[i] · 2^−shift, rounded once to float32.
 func fromFixed(g []float32, acc []int64, shift int) {
 	scale := math.Ldexp(1, -shift)
+	i := 0
+	if fixedKernel == kernelAVX2 {
+		i = fromFixedSIMD(g, acc, scale)
+	}
+	g, acc = g[i:len(acc)], acc[i:]
 	for i, v := range acc {
 		g[i] = float32(float64(v) * scale)
 	}

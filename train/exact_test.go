@@ -106,10 +106,10 @@ func TestExactReductionIsPlacementIndependent(t *testing.T) {
 			}
 		}
 	}
-	// And it is the sum: within the bucket's quantum (2^(E+c−62) per
+	// And it is the sum: within the bucket's quantum (2^(E+c−51) per
 	// micro-shard, E the largest exponent) and float32 rounding of a float64
 	// sum of the same values.
-	quantum := math.Ldexp(k, maxExpOf(shards[0])+bits.Len(k-1)-62)
+	quantum := math.Ldexp(k, maxExpOf(shards[0])+bits.Len(k-1)-fixedBits)
 	for i := 2; i < n; i++ {
 		var s float64
 		for j := range shards {
@@ -149,6 +149,53 @@ func TestBoundExp(t *testing.T) {
 		}
 		if got != expZero && got != expNonFinite && !(tc.v < math.Ldexp(1, got) && tc.v >= math.Ldexp(1, got-1)) {
 			t.Errorf("%v is not in [2^%d, 2^%d)", tc.v, got-1, got)
+		}
+	}
+}
+
+// The AVX2 conversions give the Go loops' bits, for every tail length and
+// values of every magnitude and sign.
+func TestFixedKernelsMatchGo(t *testing.T) {
+	if fixedKernel != kernelAVX2 {
+		t.Skip("this CPU has no AVX2 (the Go loops are the only kernel)")
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, n := range []int{0, 1, 15, 16, 17, 31, 32, 33, 1000, 4099} {
+		g := make([]float32, n)
+		for i := range g {
+			g[i] = float32(math.Ldexp(rng.NormFloat64(), rng.IntN(80)-70))
+		}
+		if n > 3 {
+			g[0], g[1], g[2] = 0, -0.0, math.SmallestNonzeroFloat32
+		}
+		for _, shift := range []int{0, 20, 38} { // |g · 2^shift| < 2^51
+			for _, add := range []bool{false, true} {
+				want, got := make([]int64, n), make([]int64, n)
+				for i := range want {
+					want[i] = rng.Int64() >> 14 // sums stay below 2^51, as in a step
+					got[i] = want[i]
+				}
+				scale := math.Ldexp(1, shift)
+				fixedKernel = kernelGo
+				fixedInto(want, g, scale, add)
+				fixedKernel = kernelAVX2
+				fixedInto(got, g, scale, add)
+				for i := range want {
+					if got[i] != want[i] {
+						t.Fatalf("n %d shift %d add %v: acc[%d] = %d, Go %d (g %v)", n, shift, add, i, got[i], want[i], g[i])
+					}
+				}
+				wf, gf := make([]float32, n), make([]float32, n)
+				fixedKernel = kernelGo
+				fromFixed(wf, want, shift)
+				fixedKernel = kernelAVX2
+				fromFixed(gf, want, shift)
+				for i := range wf {
+					if math.Float32bits(wf[i]) != math.Float32bits(gf[i]) {
+						t.Fatalf("n %d shift %d: fromFixed[%d] = %v, Go %v", n, shift, i, gf[i], wf[i])
+					}
+				}
+			}
 		}
 	}
 }
