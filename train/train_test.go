@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
-	"github.com/ringtrain/ringtrain/internal/usage"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/ringtrain/ringtrain/checkpoint"
 	"github.com/ringtrain/ringtrain/dataset"
+	"github.com/ringtrain/ringtrain/internal/usage"
 )
 
 // synthetic is a small separable classification set: the label is the

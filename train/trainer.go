@@ -3,7 +3,6 @@ package train
 import (
 	"context"
 	"errors"
-	"github.com/ringtrain/ringtrain/internal/usage"
 	"io"
 	"math"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ringtrain/ringtrain/dataset"
+	"github.com/ringtrain/ringtrain/internal/usage"
 	"github.com/ringtrain/ringtrain/nn"
 )
 

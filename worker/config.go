@@ -1,13 +1,13 @@
 package worker
 
 import (
-	"github.com/ringtrain/ringtrain/internal/usage"
 	"os"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/ringtrain/ringtrain/cluster"
+	"github.com/ringtrain/ringtrain/internal/usage"
 )
 
 // Config is one worker process.

@@ -2,13 +2,13 @@ package worker
 
 import (
 	"context"
-	"github.com/ringtrain/ringtrain/internal/usage"
 	"net"
 	"strconv"
 
 	"go.uber.org/zap"
 
 	"github.com/ringtrain/ringtrain/cluster"
+	"github.com/ringtrain/ringtrain/internal/usage"
 )
 
 // startGossip joins the run's memberlist cluster (coordinators and workers),

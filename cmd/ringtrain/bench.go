@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/ringtrain/ringtrain/internal/usage"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/ringtrain/ringtrain/allreduce"
 	"github.com/ringtrain/ringtrain/dataset"
+	"github.com/ringtrain/ringtrain/internal/usage"
 	"github.com/ringtrain/ringtrain/nn"
 	"github.com/ringtrain/ringtrain/train"
 )

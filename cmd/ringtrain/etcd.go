@@ -3,11 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/ringtrain/ringtrain/internal/usage"
 
 	"go.uber.org/zap"
 
 	"github.com/ringtrain/ringtrain/cluster"
+	"github.com/ringtrain/ringtrain/internal/usage"
 )
 
 func init() {

@@ -1,12 +1,13 @@
 package main
 
 import (
-	"github.com/ringtrain/ringtrain/internal/usage"
 	"io"
 	"os"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/ringtrain/ringtrain/internal/usage"
 )
 
 // isTerminal reports whether w is a character device (a terminal).

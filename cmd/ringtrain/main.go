@@ -10,12 +10,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/ringtrain/ringtrain/internal/usage"
 	"io"
 	"os"
 	"os/signal"
 	"sort"
 	"syscall"
+
+	"github.com/ringtrain/ringtrain/internal/usage"
 )
 
 // command is one subcommand: parse args, build a config, run.

@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/ringtrain/ringtrain/internal/usage"
 	"os"
 	"path/filepath"
 
 	"github.com/ringtrain/ringtrain/checkpoint"
+	"github.com/ringtrain/ringtrain/internal/usage"
 	"github.com/ringtrain/ringtrain/train"
 )
 

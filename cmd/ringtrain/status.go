@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/ringtrain/ringtrain/internal/usage"
 	"io"
 	"strings"
 	"text/tabwriter"
@@ -15,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ringtrain/ringtrain/cluster"
+	"github.com/ringtrain/ringtrain/internal/usage"
 	"github.com/ringtrain/ringtrain/train"
 )
 

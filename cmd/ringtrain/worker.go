@@ -3,11 +3,11 @@ package main
 import (
 	"context"
 	"flag"
-	"github.com/ringtrain/ringtrain/internal/usage"
 	"net/http"
 	"strings"
 	"time"
 
+	"github.com/ringtrain/ringtrain/internal/usage"
 	"github.com/ringtrain/ringtrain/worker"
 )
 
