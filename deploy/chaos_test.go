@@ -2,14 +2,19 @@ package deploy_test
 
 // The fault scenarios of `ringtrain chaos` against the docker-compose
 // cluster: every scenario brings up its own compose project (its own network
-// and volumes), strikes at a step, and checks that the run finished, met
-// the accuracy target, applied every step once and kept identical replicas.
+// and volumes), strikes at a step, and checks that the run finished,
+// applied every step once, kept identical replicas and ended with the
+// parameters of the undisturbed reference (a single-process `ringtrain
+// train` of the same spec and seed, which chaos trains once per invocation).
 //
 // TestChaos builds the images (make images), then runs each scenario as a
-// subtest. It needs the Docker engine and Compose: without them it is
-// skipped, except in CI ($CI set), where it fails. -short skips it (about
-// ten minutes on two cores). Whatever happens, it removes every container,
-// network and volume of its projects.
+// subtest, one `ringtrain chaos` each, all with one seed and one
+// --reference-cache, so that the reference is trained once. It needs the
+// Docker engine and Compose: without them it is skipped, except in CI ($CI
+// set), where it fails. -short skips it (exact training: about two minutes
+// for the reference and two to five per scenario on two cores; give go test
+// -timeout 60m). Whatever happens, it removes every container, network and
+// volume of its projects.
 
 import (
 	"bufio"
@@ -141,6 +146,9 @@ type chaosResult struct {
 	Steps        int64    `json:"steps"`
 	TotalSteps   int64    `json:"total_steps"`
 	TestAccuracy float64  `json:"test_accuracy"`
+	ParamsSHA256 string   `json:"params_sha256"`
+	Reference    string   `json:"reference_sha256"`
+	RefSeconds   float64  `json:"reference_seconds"`
 	StruckAt     int64    `json:"struck_at"`
 	Victim       string   `json:"victim"`
 	Generations  []string `json:"generations"`
@@ -150,7 +158,7 @@ type chaosResult struct {
 
 func TestChaos(t *testing.T) {
 	if testing.Short() {
-		t.Skip("-short: the compose fault scenarios take about ten minutes")
+		t.Skip("-short: the compose fault scenarios take about half an hour")
 	}
 	if err := dockerReady(); err != nil {
 		missingTool(t, "the chaos suite needs Docker: "+err.Error(), installDocker)
@@ -186,9 +194,10 @@ func TestChaos(t *testing.T) {
 
 	prefix := fmt.Sprintf("rtchaos-test-%d", os.Getpid())
 	t.Cleanup(func() { cleanupChaos(t, prefix, scenarios) })
-	for i, name := range scenarios {
+	refCache := t.TempDir()
+	for _, name := range scenarios {
 		t.Run(name, func(t *testing.T) {
-			runChaos(t, prefix, name, int64(i+1))
+			runChaos(t, prefix, name, refCache)
 		})
 	}
 }
@@ -196,17 +205,20 @@ func TestChaos(t *testing.T) {
 // runChaos runs one scenario through the binary. The binary tears its
 // project down itself, Ctrl-C and its own --timeout included; should this
 // test process die, the child gets SIGTERM and still tears down.
-func runChaos(t *testing.T, prefix, name string, seed int64) {
-	timeout := 5 * time.Minute
+func runChaos(t *testing.T, prefix, name, refCache string) {
+	timeout := 10 * time.Minute
 	if d, ok := t.Deadline(); ok {
 		left := time.Until(d) - 45*time.Second
+		if ents, _ := os.ReadDir(refCache); len(ents) == 0 {
+			left -= 3 * time.Minute // the reference is trained first, outside --timeout
+		}
 		if left < 90*time.Second {
-			t.Fatalf("%v left before the test deadline: not enough for a scenario; run go test with -timeout 30m", time.Until(d).Round(time.Second))
+			t.Fatalf("%v left before the test deadline: not enough for a scenario; run go test with -timeout 60m", time.Until(d).Round(time.Second))
 		}
 		timeout = min(timeout, left)
 	}
 	cmd := exec.Command(ringtrainBin, "chaos", "--scenario", name, "--project", prefix,
-		"--seed", fmt.Sprint(seed), "--strike-step", "500", "--target-accuracy", "0.95",
+		"--seed", "1", "--strike-step", "200", "--reference-cache", refCache,
 		"--timeout", timeout.String())
 	cmd.Dir = repoRoot
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
@@ -217,13 +229,17 @@ func runChaos(t *testing.T, prefix, name string, seed int64) {
 	if jerr := json.Unmarshal(bytes.TrimSpace(stdout.Bytes()), &res); jerr != nil {
 		t.Fatalf("ringtrain chaos --scenario %s: %v; no result line (%v)\nstdout:\n%s\nstderr:\n%s", name, err, jerr, stdout.String(), tail(stderr.String(), 120))
 	}
-	t.Logf("%s: struck at step %d (victim %s); steps %d/%d, test accuracy %.4f, %.0fs; generations %s",
-		name, res.StruckAt, res.Victim, res.Steps, res.TotalSteps, res.TestAccuracy, res.Seconds, strings.Join(res.Generations, ", "))
+	t.Logf("%s: struck at step %d (victim %s); steps %d/%d, test accuracy %.4f, %.0fs (reference %.0fs); generations %s",
+		name, res.StruckAt, res.Victim, res.Steps, res.TotalSteps, res.TestAccuracy, res.Seconds, res.RefSeconds, strings.Join(res.Generations, ", "))
+	t.Logf("%s: params_sha256 %s, reference %s", name, res.ParamsSHA256, res.Reference)
 	for _, n := range res.Notes {
 		t.Logf("%s: %s", name, n)
 	}
 	if err != nil || !res.Passed {
 		t.Fatalf("%s failed: %s (%v)\n%s", name, res.Error, err, tail(stderr.String(), 120))
+	}
+	if res.ParamsSHA256 == "" || res.ParamsSHA256 != res.Reference {
+		t.Fatalf("%s passed with params_sha256 %q against the reference's %q", name, res.ParamsSHA256, res.Reference)
 	}
 }
 

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/ringtrain/ringtrain/train"
 )
 
@@ -226,9 +228,21 @@ func checkEtcdArgs(t *testing.T, where string, args []string, fs map[string]bool
 }
 
 // checkRunFile decodes a run spec the way `ringtrain coordinator --config`
-// does (unknown keys are errors) and validates it.
+// does (unknown keys are errors) and validates it. A run file holds the
+// run spec only: the machine-local keys (data, init, checkpoint_dir,
+// threads) are each worker's flags, which the coordinator does not pass on.
 func checkRunFile(t *testing.T, where string, data []byte) {
 	t.Helper()
+	var keys map[string]any
+	if err := yaml.Unmarshal(data, &keys); err != nil {
+		t.Errorf("%s: %v", where, err)
+		return
+	}
+	for _, k := range []string{"data", "init", "checkpoint_dir", "threads"} {
+		if _, ok := keys[k]; ok {
+			t.Errorf("%s: %s is machine-local, not part of the run spec: give the workers --%s instead", where, k, strings.ReplaceAll(k, "_", "-"))
+		}
+	}
 	f := filepath.Join(t.TempDir(), "run.yaml")
 	if err := os.WriteFile(f, data, 0o644); err != nil {
 		t.Fatal(err)

@@ -226,6 +226,15 @@ func checkComposeRingtrain(t *testing.T, where, name, sub string, s composeServi
 		t.Errorf("%s: set read_only: true, as on Kubernetes (readOnlyRootFilesystem)", where)
 	}
 	if sub != "worker" {
+		// A coordinator's --checkpoint-dir only shows the workers'
+		// checkpoints on its dashboard: it must be their volume.
+		if dir, ok := fp.Flags["checkpoint-dir"]; ok {
+			if src := mounts[dir]; src == "" {
+				t.Errorf("%s: --checkpoint-dir %q is not mounted; give it only with the checkpoints volume", where, dir)
+			} else if _, ok := p.Volumes[src]; !ok {
+				t.Errorf("%s: --checkpoint-dir %s should be the workers' shared named volume, not %s", where, dir, src)
+			}
+		}
 		return
 	}
 	// Workers must scale: nothing fixed per container.

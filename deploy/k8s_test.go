@@ -508,6 +508,11 @@ func (c *k8sChecker) checkRingtrainRole(w workload, where, sub string, p parsedA
 				t.Errorf("%s: coordinator without --%s", where, f)
 			}
 		}
+		// A coordinator's --checkpoint-dir only shows the workers'
+		// checkpoints on its dashboard: it must be where they are.
+		if dir, ok := p.Flags["checkpoint-dir"]; ok && mounts[dir] == "" {
+			t.Errorf("%s: coordinator --checkpoint-dir %q is not a mounted volume; give it only with the checkpoints volume mounted", where, dir)
+		}
 	case "worker":
 		if w.sts == nil || w.sts.Spec.PodManagementPolicy != appsv1.ParallelPodManagement {
 			t.Errorf("%s: workers should be a StatefulSet with podManagementPolicy Parallel", where)

@@ -8,7 +8,9 @@
 #	make down         stop it and delete its volumes (etcd data, checkpoints)
 #	make chaos        build the images, then run every fault scenario of
 #	                  `ringtrain chaos` against the compose cluster, each in
-#	                  its own project, removed afterwards (CHAOS_ARGS)
+#	                  its own project, removed afterwards (CHAOS_ARGS); each
+#	                  must end with the params_sha256 of an undisturbed
+#	                  single-process `ringtrain train` in the same image
 #
 # No registry is needed: every image is assembled from host-built binaries.
 

@@ -33,29 +33,38 @@ type chaosOptions struct {
 	outage      time.Duration
 	compose     string
 	logsDir     string
+	refCache    string
 	keep        bool
 }
 
 // chaosResult is what one scenario reports: one JSON line on stdout.
 type chaosResult struct {
-	Scenario     string   `json:"scenario"`
-	Project      string   `json:"project"`
-	Seed         int64    `json:"seed"`
-	StrikeStep   int64    `json:"strike_step"`
-	StruckAt     int64    `json:"struck_at"` // the ring's published step when the fault was injected
-	Victim       string   `json:"victim,omitempty"`
-	Steps        int64    `json:"steps"`
-	TotalSteps   int64    `json:"total_steps"`
-	TestAccuracy float64  `json:"test_accuracy"`
-	Target       float64  `json:"target_accuracy"`
-	Generations  []string `json:"generations"`
-	StepLogLines int      `json:"step_log_lines"`
-	FinalWorkers int      `json:"final_workers"`
-	FinalLoss    float64  `json:"final_loss"`
-	Notes        []string `json:"notes,omitempty"`
-	Seconds      float64  `json:"seconds"`
-	Passed       bool     `json:"passed"`
-	Error        string   `json:"error,omitempty"`
+	Scenario     string  `json:"scenario"`
+	Project      string  `json:"project"`
+	Seed         int64   `json:"seed"`
+	StrikeStep   int64   `json:"strike_step"`
+	StruckAt     int64   `json:"struck_at"` // the ring's published step when the fault was injected
+	Victim       string  `json:"victim,omitempty"`
+	Steps        int64   `json:"steps"`
+	TotalSteps   int64   `json:"total_steps"`
+	TestAccuracy float64 `json:"test_accuracy"`
+	Target       float64 `json:"target_accuracy,omitempty"` // --target-accuracy; 0: not checked
+	// ParamsSHA256 is the run's final params_sha256 (its done record);
+	// ReferenceSHA256 the undisturbed reference's, which it must equal.
+	ParamsSHA256      string  `json:"params_sha256"`
+	ReferenceSHA256   string  `json:"reference_sha256"`
+	ReferenceAccuracy float64 `json:"reference_accuracy"`
+	// ReferenceSeconds is how long training the reference took, when this
+	// scenario trained it (the next ones of the invocation reuse it).
+	ReferenceSeconds float64  `json:"reference_seconds,omitempty"`
+	Generations      []string `json:"generations"`
+	StepLogLines     int      `json:"step_log_lines"`
+	FinalWorkers     int      `json:"final_workers"`
+	FinalLoss        float64  `json:"final_loss"`
+	Notes            []string `json:"notes,omitempty"`
+	Seconds          float64  `json:"seconds"` // the scenario, start to teardown, without the reference's training
+	Passed           bool     `json:"passed"`
+	Error            string   `json:"error,omitempty"`
 }
 
 // Summary is the command's one-line description.
@@ -69,8 +78,11 @@ func ScenarioNames() []string { return chaosScenarioNames() }
 func Command(ctx context.Context, name string, args []string, stdout, stderr io.Writer) error {
 	summary := ("Runs fault scenarios against the docker-compose cluster (docker-compose.yml with\n" +
 		"deploy/chaos/compose.yml), one fresh compose project each, and checks afterwards that the run\n" +
-		"finished, met the accuracy target, applied every step exactly once and kept its replicas identical.\n" +
-		"Build the images first (make images). Prints one JSON line per scenario; exit status 1 if any failed.\n\n" +
+		"finished, applied every step exactly once, kept its replicas identical and ended with the parameters\n" +
+		"of the undisturbed reference: its final params_sha256 must equal that of a single-process\n" +
+		"`ringtrain train` of the same run spec and seed in the same image (trained once per invocation,\n" +
+		"network none). Build the images first (make images). Prints one JSON line per scenario; exit status\n" +
+		"1 if any failed.\n\n" +
 		"Scenarios: " + strings.Join(chaosScenarioNames(), ", "))
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -83,16 +95,17 @@ func Command(ctx context.Context, name string, args []string, stdout, stderr io.
 	fs.BoolVar(&o.all, "all", false, "run every scenario")
 	fs.BoolVar(&o.list, "list", false, "list the scenarios and exit")
 	fs.Int64Var(&o.seed, "seed", 1, "seed of the training run and of the victim's choice")
-	fs.Int64Var(&o.strikeStep, "strike-step", 500, "strike once the ring has published this step")
+	fs.Int64Var(&o.strikeStep, "strike-step", 200, "strike once the ring has published this step")
 	fs.StringVar(&o.composeFile, "compose-file", "docker-compose.yml", "the cluster's compose file")
 	fs.StringVar(&o.override, "override", "", "the chaos override compose file (default: deploy/chaos/compose.yml next to --compose-file)")
 	fs.StringVar(&o.project, "project", "", "compose project name prefix; each scenario runs as PREFIX-SCENARIO (default: rtchaos-<random>)")
 	fs.StringVar(&o.run, "run", "chaos", "run name (etcd prefix)")
-	fs.Float64Var(&o.target, "target-accuracy", 0.95, "the test accuracy the run must reach")
-	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "time limit of one scenario, start to teardown")
+	fs.Float64Var(&o.target, "target-accuracy", 0, "also require this final test accuracy (0: off; the verdict is the parameters' equality with the reference)")
+	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "time limit of one scenario, start to teardown (the reference run is not counted)")
 	fs.DurationVar(&o.outage, "outage", 8*time.Second, "how long pause-worker and disconnect-worker keep the worker away (above --peer-timeout plus gossip's detection)")
 	fs.StringVar(&o.compose, "compose", os.Getenv("COMPOSE"), "the Compose command (default: `docker compose` if present, else docker-compose)")
 	fs.StringVar(&o.logsDir, "logs", "", "write each scenario's container logs and step log to this directory")
+	fs.StringVar(&o.refCache, "reference-cache", "", "keep each reference run's summary in this directory and reuse it in later invocations (same image ID, run file and arguments); default: this invocation only")
 	fs.BoolVar(&o.keep, "keep", false, "leave each project up afterwards for inspection (you must `down -v` it)")
 	if err := usage.ParseFlags(fs, args); err != nil {
 		return err
@@ -158,16 +171,22 @@ func Command(ctx context.Context, name string, args []string, stdout, stderr io.
 			return err
 		}
 	}
+	if o.refCache != "" {
+		if err := os.MkdirAll(o.refCache, 0o755); err != nil {
+			return err
+		}
+	}
 	if err := chaosPreflight(ctx, &o); err != nil {
 		return err
 	}
 
 	var failed []string
+	refs := newChaosRefCache(o.refCache)
 	for _, sc := range scs {
 		if ctx.Err() != nil {
 			break
 		}
-		res := runChaosScenario(ctx, stderr, o, sc)
+		res := runChaosScenario(ctx, stderr, o, sc, refs)
 		b, _ := json.Marshal(res)
 		fmt.Fprintln(stdout, string(b))
 		if !res.Passed {

@@ -7,8 +7,11 @@
 // publishes on 127.0.0.1) until it reaches the strike step, strikes (kill -9
 // a worker, kill the leader coordinator, docker pause, network disconnect,
 // etcd restart, a corrupt checkpoint, scaling), waits for the run to finish
-// and checks: the run finished every step, the test accuracy met the target,
-// the workers' step log has no gap and no repeat, and the replicas stayed
+// and checks: the run finished every step, it ended with the parameters of
+// the undisturbed reference (training is exact, so its final params_sha256
+// must equal that of one `ringtrain train` process of the same spec and seed
+// in the same image, trained once per invocation: reference.go), the
+// workers' step log has no gap and no repeat, and the replicas stayed
 // identical (same loss at every step of a generation on every rank, and the
 // coordinators' --hash-every never tripped). The project is removed with its
 // volumes afterwards, whatever happened, Ctrl-C included.

@@ -30,6 +30,8 @@ type chaosRun struct {
 	rng     *rand.Rand
 	cli     *cluster.Client
 	res     *chaosResult
+	refs    *chaosRefCache
+	ref     *chaosReference
 
 	mu       sync.Mutex
 	gens     map[uint64]cluster.Generation
@@ -64,7 +66,7 @@ func (r *chaosRun) note(format string, args ...any) {
 	r.mu.Unlock()
 }
 
-func runChaosScenario(ctx context.Context, log io.Writer, o chaosOptions, sc chaosScenario) (res chaosResult) {
+func runChaosScenario(ctx context.Context, log io.Writer, o chaosOptions, sc chaosScenario, refs *chaosRefCache) (res chaosResult) {
 	start := time.Now()
 	seed := o.seed
 	for _, c := range sc.name {
@@ -74,6 +76,7 @@ func runChaosScenario(ctx context.Context, log io.Writer, o chaosOptions, sc cha
 		o: o, sc: sc, project: o.project + "-" + sc.name, log: log,
 		rng:       rand.New(rand.NewSource(seed)),
 		res:       &res,
+		refs:      refs,
 		gens:      map[uint64]cluster.Generation{},
 		killed:    map[string]bool{},
 		restartAt: -1,
@@ -90,14 +93,21 @@ func runChaosScenario(ctx context.Context, log io.Writer, o chaosOptions, sc cha
 			r.recordGenerations(r.polledMembers())
 		}
 		r.teardown(!res.Passed)
-		res.Seconds = math.Round(time.Since(start).Seconds()*10) / 10
+		res.Seconds = math.Round((time.Since(start).Seconds()-res.ReferenceSeconds)*10) / 10
 		verdict := "PASS"
 		if !res.Passed {
 			verdict = "FAIL: " + res.Error
 		}
-		r.logf("%s in %.0fs (steps %d/%d, accuracy %.4f, %d generations)", verdict, res.Seconds, res.Steps, res.TotalSteps, res.TestAccuracy, len(res.Generations))
+		r.logf("%s in %.0fs (steps %d/%d, accuracy %.4f, params_sha256 %s, reference %s, %d generations)", verdict, res.Seconds,
+			res.Steps, res.TotalSteps, res.TestAccuracy, short(res.ParamsSHA256), short(res.ReferenceSHA256), len(res.Generations))
 	}()
 
+	// The reference first, outside the scenario's --timeout: the first
+	// scenario of an invocation trains it, the others reuse it.
+	if err := r.reference(ctx); err != nil {
+		res.Error = err.Error()
+		return res
+	}
 	sctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	if err := r.execute(sctx); err != nil {
@@ -113,6 +123,53 @@ func runChaosScenario(ctx context.Context, log io.Writer, o chaosOptions, sc cha
 	return res
 }
 
+// setEnv sets the environment of the scenario's compose commands: the run
+// name, the seed and, once chosen, the host ports.
+func (r *chaosRun) setEnv(ports []int) {
+	env := append(os.Environ(),
+		"RINGTRAIN_RUN="+r.o.run,
+		"RINGTRAIN_CHAOS_SEED="+strconv.FormatInt(r.o.seed, 10),
+	)
+	if len(ports) == 3 {
+		env = append(env,
+			"RINGTRAIN_CHAOS_ETCD_PORT="+strconv.Itoa(ports[0]),
+			"RINGTRAIN_HTTP_PORT="+strconv.Itoa(ports[1]),
+			"RINGTRAIN_HTTP_PORT_2="+strconv.Itoa(ports[2]),
+		)
+	}
+	r.env = env
+}
+
+// reference gets the undisturbed reference of the run the scenario's
+// project trains (with the scenario's seed).
+func (r *chaosRun) reference(ctx context.Context) error {
+	r.setEnv(nil)
+	spec, err := r.referenceSpec(ctx)
+	if err != nil {
+		return fmt.Errorf("reference: %w", err)
+	}
+	ref, fresh := r.refs.get(ctx, r.logf, r.o.project, spec)
+	if ref.err != nil {
+		return ref.err
+	}
+	r.ref = ref
+	r.res.ReferenceSHA256, r.res.ReferenceAccuracy = ref.sum.ParamsSHA256, ref.sum.TestAccuracy
+	if fresh {
+		r.res.ReferenceSeconds = ref.seconds
+	}
+	return nil
+}
+
+func short(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	if h == "" {
+		return "-"
+	}
+	return h
+}
+
 // execute is the scenario: up, reach the strike step, strike, wait for the
 // end, check.
 func (r *chaosRun) execute(ctx context.Context) error {
@@ -120,13 +177,7 @@ func (r *chaosRun) execute(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.env = append(os.Environ(),
-		"RINGTRAIN_RUN="+r.o.run,
-		"RINGTRAIN_CHAOS_SEED="+strconv.FormatInt(r.o.seed, 10),
-		"RINGTRAIN_CHAOS_ETCD_PORT="+strconv.Itoa(ports[0]),
-		"RINGTRAIN_HTTP_PORT="+strconv.Itoa(ports[1]),
-		"RINGTRAIN_HTTP_PORT_2="+strconv.Itoa(ports[2]),
-	)
+	r.setEnv(ports)
 	r.logf("compose project %s: up (etcd on 127.0.0.1:%d, dashboard http://127.0.0.1:%d/)", r.project, ports[0], ports[1])
 	if _, err := r.composeCmd(ctx, "up", "-d"); err != nil {
 		return err
@@ -167,11 +218,11 @@ func (r *chaosRun) execute(ctx context.Context) error {
 		return err
 	}
 	sum := *r.snapshot().done
-	r.res.Steps, r.res.TestAccuracy = sum.Step, sum.TestAccuracy
+	r.res.Steps, r.res.TestAccuracy, r.res.ParamsSHA256 = sum.Step, sum.TestAccuracy, sum.ParamsSHA256
 	if tp := r.snapshot().progress.TotalSteps; tp > 0 {
 		r.res.TotalSteps = tp
 	}
-	r.logf("done: step %d, test accuracy %.4f, %d workers", sum.Step, sum.TestAccuracy, sum.Workers)
+	r.logf("done: step %d, test accuracy %.4f, %d workers, params_sha256 %s (reference %s)", sum.Step, sum.TestAccuracy, sum.Workers, sum.ParamsSHA256, r.ref.sum.ParamsSHA256)
 	// Workers exit once the run is done; their step log lines are then all written.
 	if err := r.waitExited(ctx, 60*time.Second); err != nil {
 		r.note("%v", err)
@@ -187,8 +238,11 @@ func (r *chaosRun) checkAll(ctx context.Context, sum train.Summary) error {
 	} else if sum.Step != r.res.TotalSteps {
 		errs = append(errs, fmt.Errorf("the run ended at step %d of %d", sum.Step, r.res.TotalSteps))
 	}
-	if sum.TestAccuracy < r.o.target {
-		errs = append(errs, fmt.Errorf("test accuracy %.4f below the target %.4f", sum.TestAccuracy, r.o.target))
+	if err := checkReference(sum, r.ref); err != nil {
+		errs = append(errs, err)
+	}
+	if r.o.target > 0 && sum.TestAccuracy < r.o.target {
+		errs = append(errs, fmt.Errorf("test accuracy %.4f below --target-accuracy %.4f", sum.TestAccuracy, r.o.target))
 	}
 	members := r.members(ctx)
 	r.recordGenerations(members)
