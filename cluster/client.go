@@ -106,27 +106,50 @@ func (c *Client) put(ctx context.Context, name string, v any) error {
 // PutSpecIfAbsent stores spec unless the run already has one, and returns
 // the stored spec (the existing one wins).
 func (c *Client) PutSpecIfAbsent(ctx context.Context, spec RunSpec) (RunSpec, error) {
+	return putIfAbsent(ctx, c, KeySpec, spec)
+}
+
+// PutFingerprintIfAbsent stores fp as the run's fingerprint unless the run
+// already has one, and returns the stored one (the existing one wins): the
+// first worker of an exact run sets it, and each worker compares its own
+// with what this returns before it registers.
+func (c *Client) PutFingerprintIfAbsent(ctx context.Context, fp train.Fingerprint) (train.Fingerprint, error) {
+	return putIfAbsent(ctx, c, KeyFingerprint, fp)
+}
+
+// Fingerprint is the run's fingerprint; false when none was stored (a run
+// in float mode, or no worker yet).
+func (c *Client) Fingerprint(ctx context.Context) (train.Fingerprint, bool, error) {
+	var fp train.Fingerprint
+	ok, err := c.get(ctx, KeyFingerprint, &fp)
+	return fp, ok, err
+}
+
+// putIfAbsent stores v under name unless the key exists, in one
+// transaction, and returns the stored value (the existing one wins).
+func putIfAbsent[T any](ctx context.Context, c *Client, name string, v T) (T, error) {
 	ctx, cancel := c.Bounded(ctx)
 	defer cancel()
-	k := c.Key(KeySpec)
+	var zero T
+	k := c.Key(name)
 	resp, err := c.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
-		Then(clientv3.OpPut(k, Marshal(spec))).
+		Then(clientv3.OpPut(k, Marshal(v))).
 		Else(clientv3.OpGet(k)).
 		Commit()
 	if err != nil {
-		return RunSpec{}, fmt.Errorf("cluster: write spec: %w", err)
+		return zero, fmt.Errorf("cluster: write %s: %w", name, err)
 	}
 	if resp.Succeeded {
-		return spec, nil
+		return v, nil
 	}
-	var stored RunSpec
+	var stored T
 	kvs := resp.Responses[0].GetResponseRange().Kvs
 	if len(kvs) == 0 {
-		return RunSpec{}, fmt.Errorf("cluster: write spec: lost a race with a delete; retry")
+		return zero, fmt.Errorf("cluster: write %s: lost a race with a delete; retry", name)
 	}
 	if err := json.Unmarshal(kvs[0].Value, &stored); err != nil {
-		return RunSpec{}, fmt.Errorf("cluster: decode spec: %w", err)
+		return zero, fmt.Errorf("cluster: decode %s: %w", name, err)
 	}
 	return stored, nil
 }

@@ -24,6 +24,9 @@
 // Who writes what:
 //
 //	spec                the first coordinator, once (PutSpecIfAbsent); the stored spec wins
+//	fingerprint         the first worker of an exact run, once, before it registers
+//	                    (PutFingerprintIfAbsent); every worker compares its own with the
+//	                    stored one and one that differs exits without registering
 //	election/           the coordinators' concurrency.Election (package coordinator)
 //	coordinators/<id>   each coordinator, under its lease (RegisterCoordinator)
 //	workers/<id>        each worker, under its lease (Register)

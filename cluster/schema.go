@@ -14,6 +14,10 @@ import (
 // The etcd key space of one run. Every key lives under Prefix(run):
 //
 //	spec                 RunSpec: the training config and worker bounds (written once)
+//	fingerprint          train.Fingerprint: what besides the spec changes exact training's bits (GEMM
+//	                     backend and kernel, threads, GOARCH, the training data's digest); written once,
+//	                     by the first worker of an exact run. Delete it to move a run to other machines
+//	                     on purpose (its steps then differ in the last bits from those already trained).
 //	election/            concurrency.Election of the coordinators
 //	coordinators/<id>    CoordinatorInfo, under the coordinator's lease
 //	workers/<id>         WorkerInfo, under the worker's lease
@@ -25,6 +29,7 @@ import (
 //	done                 train.Summary: the run finished
 const (
 	KeySpec         = "spec"
+	KeyFingerprint  = "fingerprint"
 	KeyElection     = "election/"
 	KeyCoordinators = "coordinators/"
 	KeyWorkers      = "workers/"
@@ -87,6 +92,9 @@ type WorkerInfo struct {
 	// HTTP is the worker's metrics address, if any.
 	HTTP    string    `json:"http,omitempty"`
 	Started time.Time `json:"started"`
+	// Fingerprint is what can change the bits of exact training on this
+	// worker (zero in float mode, and from earlier releases).
+	Fingerprint train.Fingerprint `json:"fingerprint,omitzero"`
 }
 
 // CoordinatorInfo is a coordinator's registration.

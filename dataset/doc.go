@@ -2,8 +2,9 @@
 // make up each minibatch.
 //
 // Loading: [LoadMNIST] reads the four IDX files of MNIST (gzip or raw),
-// [FindMNIST] locates them, [LoadCSV] reads numeric CSV and [Load] turns the
-// --data flag into a train and a test [Set].
+// [FindMNIST] locates them, [LoadCSV] reads numeric CSV, [Sine] generates a
+// regression set (a [Set] with Targets instead of Labels) and [Load] turns
+// the --data flag into a train and a test [Set].
 //
 // Batching is a pure function of its arguments, so every worker of a ring,
 // and a worker restarted from a checkpoint, agrees on the batch without
@@ -15,7 +16,8 @@
 // Invariants:
 //   - A Set is read-only once loaded; any number of goroutines may read it.
 //     [Set.Subset] returns a view that shares memory with its parent.
-//   - [Set.Gather] writes only into caller-owned buffers and never allocates.
+//   - [Set.Gather] and [Set.GatherTargets] write only into caller-owned
+//     buffers and never allocate.
 //   - The shuffle is specified here, not borrowed from math/rand: a PCG
 //     (math/rand/v2) seeded with (seed, epoch) drives a Fisher-Yates shuffle
 //     with Lemire's bounded draw, so a permutation never changes with the Go

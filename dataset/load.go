@@ -15,6 +15,9 @@ const csvPrefix = "csv:"
 //	DIR                    a directory holding the four MNIST IDX files
 //	csv:TRAIN.csv,TEST.csv two CSV files, label in the last column, header
 //	                       row detected by its first row not being numeric
+//	sine:N                 a generated regression set: N points of sin on
+//	                       [-π, π] and their N-1 midpoints as the test set
+//	                       (Sine)
 //
 // "mnist" wins over a directory of that name; write ./mnist for the
 // directory. For CSV both sets get the larger of their two class counts,
@@ -33,11 +36,18 @@ func Load(spec string) (train, test *Set, err error) {
 			return nil, nil, fmt.Errorf("%w: --data=%q: want csv:TRAIN.csv,TEST.csv with two file names", ErrBadSpec, spec)
 		}
 		return loadCSVPair(paths[0], paths[1])
+	case strings.HasPrefix(spec, sinePrefix):
+		n, err := parseSine(spec)
+		if err != nil {
+			return nil, nil, err
+		}
+		train, test := Sine(n)
+		return train, test, nil
 	}
 	if st, err := os.Stat(spec); err == nil && st.IsDir() {
 		return LoadMNIST(spec)
 	}
-	return nil, nil, fmt.Errorf("%w: --data=%q is not an existing directory; want \"mnist\", a directory holding the MNIST IDX files, or csv:TRAIN.csv,TEST.csv",
+	return nil, nil, fmt.Errorf("%w: --data=%q is not an existing directory; want \"mnist\", a directory holding the MNIST IDX files, csv:TRAIN.csv,TEST.csv or sine:N",
 		ErrBadSpec, spec)
 }
 

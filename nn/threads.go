@@ -14,3 +14,10 @@ func Threads() int { return blas.Threads() }
 // BLASBackend names the matrix multiply compiled in: "openblas" (cgo) or
 // "gonum" (CGO_ENABLED=0 or -tags purego).
 func BLASBackend() string { return blas.Backend }
+
+// BLASKernel names the kernel the matrix multiply runs on this machine:
+// OpenBLAS's core name, chosen per CPU (e.g. "Haswell", "SkylakeX",
+// "Cooperlake"), or "generic" for gonum. With BLASBackend, the thread count
+// and GOARCH it is what can change a product's float32 bits between
+// machines.
+func BLASKernel() string { return blas.Kernel() }

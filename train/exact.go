@@ -53,6 +53,7 @@ type exactState struct {
 	bounds  []float64   // one micro-shard's gradient bounds per bucket
 	x       []float32   // one micro-shard's inputs
 	labels  []int32
+	targets []float32
 }
 
 type span struct{ off, len int }
@@ -111,25 +112,19 @@ func (s *Stepper) stepExact(ctx context.Context, vote bool) (Result, error) {
 	local := e.grads[:hi-lo]
 	c := st.Cursor()
 	idx := dataset.BatchIndices(s.data.N, st.Cfg.Seed, c.Epoch, c.Step, st.Cfg.Batch, st.Cfg.Shuffle)
-	m, dim := st.Cfg.MicroBatch, s.data.Dim
+	m := st.Cfg.MicroBatch
 	saved := st.Net.Grads
 	for b := range e.exps {
 		e.exps[b] = expZero
 	}
 	for j := lo; j < hi; j++ {
-		rows := idx[j*m : min((j+1)*m, len(idx))]
-		n := len(rows)
-		if cap(e.x) < n*dim {
-			e.x, e.labels = make([]float32, n*dim), make([]int32, n)
-		}
-		x, labels := e.x[:n*dim], e.labels[:n]
-		s.data.Gather(rows, x, labels)
+		b := gatherBatch(s.data, idx[j*m:min((j+1)*m, len(idx))], &e.x, &e.labels, &e.targets)
 		st.Net.Grads = local[j-lo]
-		e.losses[j-lo] = st.Net.ComputeGradients(nnBatch(x, labels, n), float32(1/float64(st.Cfg.Batch)))
+		e.losses[j-lo] = st.Net.ComputeGradients(b, float32(1/float64(st.Cfg.Batch)))
 		// Each bucket's exponent bounds its values in every micro-shard:
 		// from bounds nn derives from the activations and deltas, so no
 		// pass over the gradient is needed.
-		st.Net.GradientBounds(nnBatch(x, labels, n), e.bounds)
+		st.Net.GradientBounds(b, e.bounds)
 		for b, v := range e.bounds {
 			e.exps[b] = max(e.exps[b], boundExp(v))
 		}

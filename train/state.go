@@ -35,8 +35,9 @@ type State struct {
 	TotalSteps    int64
 	StepsPerEpoch int
 
-	x      []float32
-	labels []int32
+	x       []float32
+	labels  []int32
+	targets []float32
 }
 
 // NewState builds the initial state for cfg and its training set: weights
@@ -60,8 +61,12 @@ func NewState(cfg Config, data *dataset.Set) (*State, error) {
 	if err := net.Init(cfg.WeightInit, rng); err != nil {
 		return nil, usage.New(err.Error())
 	}
-	opt, err := nn.NewOptimizer(cfg.OptimizerConfig(), len(net.Params))
-	if err != nil {
+	var opt nn.Optimizer
+	if cfg.Optimizer == OptimizerLM {
+		if opt, err = newLMOptimizer(cfg, net); err != nil {
+			return nil, err
+		}
+	} else if opt, err = nn.NewOptimizer(cfg.OptimizerConfig(), len(net.Params)); err != nil {
 		return nil, usage.New(err.Error())
 	}
 	total := cfg.Steps
@@ -89,7 +94,7 @@ func CheckData(cfg Config, data *dataset.Set) error {
 		return usage.Errorf("--batch %d is larger than the training set of --data %s (%d examples); use a smaller --batch",
 			cfg.Batch, cfg.Data, data.N)
 	}
-	return nil
+	return checkTargets(cfg, data, out)
 }
 
 // Cursor is the data position of the next step.
@@ -112,18 +117,34 @@ func (s *State) ShardGradients(data *dataset.Set, rank, world int) (lossSum floa
 	lo, hi := dataset.ShardRange(s.Cfg.Batch, rank, world)
 	idx = idx[lo:hi]
 	n = len(idx)
-	if cap(s.x) < n*data.Dim {
-		s.x = make([]float32, n*data.Dim)
-		s.labels = make([]int32, n)
-	}
-	x, labels := s.x[:n*data.Dim], s.labels[:n]
-	data.Gather(idx, x, labels)
 	if n == 0 {
 		clear(s.Net.Grads)
 		return 0, 0
 	}
-	lossSum = s.Net.ComputeGradients(nn.Batch{X: x, Labels: labels, N: n}, float32(1/float64(s.Cfg.Batch)))
+	lossSum = s.Net.ComputeGradients(gatherBatch(data, idx, &s.x, &s.labels, &s.targets), float32(1/float64(s.Cfg.Batch)))
 	return lossSum, n
+}
+
+// gatherBatch copies the examples idx of data into the scratch buffers
+// (grown as needed): inputs, labels, and the targets of a regression set.
+func gatherBatch(data *dataset.Set, idx []int, x *[]float32, labels *[]int32, targets *[]float32) nn.Batch {
+	n := len(idx)
+	if cap(*x) < n*data.Dim {
+		*x = make([]float32, n*data.Dim)
+	}
+	if cap(*labels) < n {
+		*labels = make([]int32, n)
+	}
+	b := nn.Batch{X: (*x)[:n*data.Dim], Labels: (*labels)[:n], N: n}
+	data.Gather(idx, b.X, b.Labels)
+	if data.Outputs > 0 {
+		if cap(*targets) < n*data.Outputs {
+			*targets = make([]float32, n*data.Outputs)
+		}
+		b.Targets = (*targets)[:n*data.Outputs]
+		data.GatherTargets(idx, b.Targets)
+	}
+	return b
 }
 
 // Apply takes one optimizer step with the (already summed) gradient in
@@ -143,7 +164,7 @@ func (s *State) Evaluate(set *dataset.Set) (loss, accuracy float64) {
 	if set == nil || set.N == 0 {
 		return 0, 0
 	}
-	lossSum, correct := s.Net.Evaluate(nn.Batch{X: set.X, Labels: set.Labels, N: set.N}, 1000)
+	lossSum, correct := s.Net.Evaluate(nn.Batch{X: set.X, Labels: set.Labels, Targets: set.Targets, N: set.N}, 1000)
 	return lossSum / float64(set.N), float64(correct) / float64(set.N)
 }
 

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/ringtrain/ringtrain/dataset"
-	"github.com/ringtrain/ringtrain/nn"
 )
 
 // ErrNonFinite: the global batch's loss is NaN or infinite; the run cannot
@@ -167,6 +166,9 @@ func (s *Stepper) Step(ctx context.Context, vote bool) (Result, error) {
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
 	}
+	if lm, ok := s.st.Opt.(*lmOptimizer); ok {
+		return s.stepLM(ctx, vote, lm)
+	}
 	if s.exact != nil {
 		return s.stepExact(ctx, vote)
 	}
@@ -200,8 +202,4 @@ func (s *Stepper) apply(loss float64, leave bool, compute []float32, computeTime
 	r.Eval = r.EpochEnd || r.Done || (spec.EvalEvery > 0 && step%int64(spec.EvalEvery) == 0)
 	r.Checkpoint = r.Done || (spec.CheckpointEvery > 0 && step%int64(spec.CheckpointEvery) == 0)
 	return r, nil
-}
-
-func nnBatch(x []float32, labels []int32, n int) nn.Batch {
-	return nn.Batch{X: x, Labels: labels, N: n}
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -26,6 +27,13 @@ import (
 // ErrReplicaMismatch: the replicas' parameters differ after a step; the run
 // stops (a non-finite loss is train.ErrNonFinite, not this).
 var ErrReplicaMismatch = errors.New("worker: replicas diverged")
+
+// ErrFingerprint: at a generation's start a rank stated a fingerprint of
+// exact training (train.Fingerprint: GEMM backend and kernel, threads,
+// GOARCH, data) other than this rank's; the worker stops, as the ring could
+// not stay bit-identical to the run (a worker whose fingerprint differs from
+// the run's stored one is refused before it registers, with a usage error).
+var ErrFingerprint = errors.New("worker: fingerprints differ")
 
 // Worker is one data-parallel replica: it trains its shard of every global
 // minibatch, combines gradients on the ring of the current generation, and
@@ -44,6 +52,9 @@ type Worker struct {
 	test  *dataset.Set
 	st    *train.State
 	hist  *train.History
+	// fp is this worker's fingerprint, checked against the run's (exact
+	// mode only; nil in float mode).
+	fp *train.Fingerprint
 	// lastEval is rank 0's latest test loss and accuracy.
 	lastEval [2]float64
 	// trainStart and trainStartStep are when and where this worker first
@@ -142,9 +153,13 @@ func (w *Worker) Run(stop context.Context) error {
 	}
 	defer gossip.Close()
 
-	reg, err := w.run.Register(ctx, cluster.WorkerInfo{
+	info := cluster.WorkerInfo{
 		ID: w.cfg.ID, Addr: w.addr, Gossip: gossip.Addr(), HTTP: w.cfg.HTTPAddr, Started: time.Now().UTC(),
-	}, w.cfg.LeaseTTL)
+	}
+	if w.fp != nil {
+		info.Fingerprint = *w.fp
+	}
+	reg, err := w.run.Register(ctx, info, w.cfg.LeaseTTL)
 	if err != nil {
 		return err
 	}
@@ -160,10 +175,11 @@ func (w *Worker) Run(stop context.Context) error {
 }
 
 // prepare loads this machine's data and the starting state. Data that does
-// not fit the run's network is a usage error, before the worker registers.
-// The state is the checkpoint that etcd's pointer names, else (with a
-// warning) the newest valid one in the checkpoint directory, else --init,
-// else the seeded initialisation.
+// not fit the run's network is a usage error, before the worker registers,
+// and so (in exact mode) is a fingerprint other than the run's
+// (checkFingerprint). The state is the checkpoint that etcd's pointer
+// names, else (with a warning) the newest valid one in the checkpoint
+// directory, else --init, else the seeded initialisation.
 func (w *Worker) prepare(ctx context.Context) error {
 	cfg := train.Config{Spec: w.spec.Config, Local: train.DefaultConfig().Local}
 	if w.cfg.Data != "" {
@@ -176,7 +192,6 @@ func (w *Worker) prepare(ctx context.Context) error {
 	if err := cfg.Local.Validate(); err != nil {
 		return err
 	}
-	nn.SetThreads(cfg.Threads)
 	var err error
 	if w.train, w.test, err = train.LoadData(cfg.Data); err != nil {
 		return err
@@ -184,6 +199,15 @@ func (w *Worker) prepare(ctx context.Context) error {
 	if w.st, err = train.NewState(cfg, w.train); err != nil {
 		return err
 	}
+	if w.spec.Config.Exact {
+		// After NewState, so that data that does not fit never becomes the
+		// run's; before SetThreads, which is process-wide, so that a refused
+		// worker changes nothing.
+		if err := w.checkFingerprint(ctx, train.NewFingerprint(cfg, w.train)); err != nil {
+			return err
+		}
+	}
+	nn.SetThreads(cfg.Threads)
 	if cfg.CheckpointDir != "" {
 		ref, ok, err := w.run.LatestCheckpoint(ctx)
 		switch {
@@ -212,6 +236,22 @@ func (w *Worker) prepare(ctx context.Context) error {
 	if from != "" {
 		w.log.Info("restored checkpoint", zap.String("dir", from), zap.Int64("step", w.st.Step))
 	}
+	return nil
+}
+
+// checkFingerprint stores fp as the run's fingerprint if the run has none
+// (the first worker of an exact run does) and compares it with the run's:
+// one that differs is a usage error naming this worker, what differs and
+// the fix, and the worker exits without registering.
+func (w *Worker) checkFingerprint(ctx context.Context, fp train.Fingerprint) error {
+	run, err := w.run.PutFingerprintIfAbsent(ctx, fp)
+	if err != nil {
+		return err
+	}
+	if err := fp.Check(run); err != nil {
+		return usage.Errorf("worker %s: %v", w.cfg.ID, err)
+	}
+	w.fp = &fp
 	return nil
 }
 
@@ -337,6 +377,9 @@ func (w *Worker) loop(ctx context.Context) error {
 			}
 			steps, err := w.agreeSteps(ctx, cur)
 			if err != nil {
+				if errors.Is(err, ErrFingerprint) {
+					return err
+				}
 				feed(w.failure(cur, err))
 				continue
 			}
@@ -463,19 +506,38 @@ func (w *Worker) join(ctx context.Context, a Join) (*gen, error) {
 	return cur, nil
 }
 
-// agreeSteps tells every rank every rank's step. A step travels as two
-// 24-bit halves, each exact in float32.
+// agreeSteps tells every rank every rank's step and, in exact mode, the
+// digest of its fingerprint (train.Fingerprint.Sum32): a rank whose digest
+// differs from this rank's is ErrFingerprint. Each rank writes its own
+// slots of a vector that is summed: the step as two 24-bit halves and the
+// digest as two 16-bit halves, each exact in float32.
 func (w *Worker) agreeSteps(ctx context.Context, cur *gen) ([]int64, error) {
+	const slots = 4
 	world := len(cur.g.Members)
-	v := make([]float32, 2*world)
-	v[2*cur.rank] = float32(w.st.Step >> 24)
-	v[2*cur.rank+1] = float32(w.st.Step & (1<<24 - 1))
+	v := make([]float32, slots*world)
+	mine := v[slots*cur.rank:]
+	mine[0] = float32(w.st.Step >> 24)
+	mine[1] = float32(w.st.Step & (1<<24 - 1))
+	var fp uint32
+	if w.fp != nil {
+		fp = w.fp.Sum32()
+		mine[2], mine[3] = float32(fp>>16), float32(fp&0xffff)
+	}
 	if err := cur.ring.AllReduce(ctx, v); err != nil {
 		return nil, fmt.Errorf("state transfer: %w", err)
 	}
 	steps := make([]int64, world)
+	var bad []string
 	for r := range steps {
-		steps[r] = int64(v[2*r])<<24 | int64(v[2*r+1])
+		s := v[slots*r:]
+		steps[r] = int64(s[0])<<24 | int64(s[1])
+		if theirs := uint32(s[2])<<16 | uint32(s[3]); w.fp != nil && theirs != fp {
+			bad = append(bad, fmt.Sprintf("rank %d (%s) states %08x", r, cur.g.Members[r].ID, theirs))
+		}
+	}
+	if len(bad) > 0 {
+		return nil, fmt.Errorf("%w at the start of generation %d: %s, this rank %08x (digests of the fingerprint of exact training: GEMM backend and kernel, threads, GOARCH, data); compare the workers' fingerprints (etcd workers/<id>) with the run's (etcd fingerprint)",
+			ErrFingerprint, cur.g.Gen, strings.Join(bad, ", "), fp)
 	}
 	return steps, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"github.com/ringtrain/ringtrain/internal/usage"
 	"io"
+	"runtime"
 
 	"go.uber.org/zap"
 
@@ -114,7 +115,7 @@ func runEval(ctx context.Context, e *env, args []string) error {
 	if test.Dim != spec.Layers[0] {
 		return usage.Errorf("--data %s has %d features but the checkpoint's network takes %d", cfg.Data, test.Dim, spec.Layers[0])
 	}
-	lossSum, correct := net.Evaluate(nn.Batch{X: test.X, Labels: test.Labels, N: test.N}, 1000)
+	lossSum, correct := net.Evaluate(nn.Batch{X: test.X, Labels: test.Labels, Targets: test.Targets, N: test.N}, 1000)
 	return json.NewEncoder(e.stdout).Encode(map[string]any{
 		"checkpoint": ck.Dir, "step": ck.Manifest.Step, "epoch": ck.Manifest.Epoch, "params_sha256": train.ParamsSHA256(net.Params),
 		"test_loss": lossSum / float64(test.N), "test_accuracy": float64(correct) / float64(test.N),
@@ -122,10 +123,11 @@ func runEval(ctx context.Context, e *env, args []string) error {
 }
 
 func runVersion(ctx context.Context, e *env, args []string) error {
-	fs := e.newFlagSet("Prints the version, commit and build date.")
+	fs := e.newFlagSet("Prints the version, commit and build date, and the matrix multiply (backend and kernel) and GOARCH: with the threads and the data, what can change the bits of exact training.")
 	if err := usage.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	fmt.Fprintln(e.stdout, version.String())
+	fmt.Fprintf(e.stdout, "gemm: %s (%s), GOARCH %s\n", nn.BLASBackend(), nn.BLASKernel(), runtime.GOARCH)
 	return nil
 }

@@ -5,7 +5,9 @@
 //   - sgemm_openblas.go (cgo enabled, no "purego" tag): cblas_sgemm from
 //     OpenBLAS, linked with -lopenblas. SetThreads forwards to
 //     openblas_set_num_threads; the default is OpenBLAS's own
-//     (OPENBLAS_NUM_THREADS, else every core).
+//     (OPENBLAS_NUM_THREADS, else every core). A DYNAMIC_ARCH build picks
+//     its kernel per CPU at load time (OPENBLAS_CORETYPE overrides it);
+//     Kernel names it.
 //   - sgemm_purego.go (CGO_ENABLED=0 or -tags purego): gonum's pure-Go Sgemm.
 //     With one thread (the default) every call runs serially on the calling
 //     goroutine; with more, gonum's parallel Sgemm is used, which starts up to
@@ -24,6 +26,14 @@ import "fmt"
 
 // Backend names the implementation compiled in: "openblas" or "gonum".
 const Backend = backend
+
+// Kernel names the kernel Sgemm runs on this machine: OpenBLAS's core name
+// (openblas_get_corename: the kernel a DYNAMIC_ARCH build picks for the CPU,
+// e.g. "Haswell", "SkylakeX", "Cooperlake", or the one a build was compiled
+// for), or "generic" for gonum, whose kernel is the same Go code on every
+// CPU of one GOARCH. Two machines with equal Backend, Kernel and Threads
+// compute the same float32 bits.
+func Kernel() string { return kernel() }
 
 // ShapeError reports operands whose sizes do not fit the requested product.
 // It is a programmer error, so Sgemm panics with it.

@@ -157,3 +157,18 @@ func BenchmarkSgemm512(b *testing.B) {
 	}
 	b.ReportMetric(2*n*n*n*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 }
+
+// TestKernel: the kernel is named, and stays the same for the process.
+func TestKernel(t *testing.T) {
+	k := Kernel()
+	if k == "" {
+		t.Fatal("Kernel() is empty")
+	}
+	if Backend == "gonum" && k != "generic" {
+		t.Fatalf("Kernel() = %q for gonum, want generic", k)
+	}
+	if again := Kernel(); again != k {
+		t.Fatalf("Kernel() = %q, then %q", k, again)
+	}
+	t.Logf("%s kernel %s", Backend, k)
+}

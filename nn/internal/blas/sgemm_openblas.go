@@ -8,7 +8,12 @@ package blas
 */
 import "C"
 
+import "sync"
+
 const backend = "openblas"
+
+// kernel is OpenBLAS's core name, fixed when the library loads.
+var kernel = sync.OnceValue(func() string { return C.GoString(C.openblas_get_corename()) })
 
 func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	ta, tb := C.enum_CBLAS_TRANSPOSE(C.CblasNoTrans), C.enum_CBLAS_TRANSPOSE(C.CblasNoTrans)

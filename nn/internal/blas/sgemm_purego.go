@@ -6,6 +6,8 @@ import "sync/atomic"
 
 const backend = "gonum"
 
+func kernel() string { return "generic" }
+
 // nthreads is 1 unless SetThreads asked for more; 1 keeps every call on the
 // calling goroutine.
 var nthreads atomic.Int32
