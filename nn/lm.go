@@ -6,8 +6,6 @@ import (
 	"strconv"
 
 	"gonum.org/v1/gonum/mat"
-
-	"github.com/ringtrain/ringtrain/nn/internal/blas"
 )
 
 // LMConfig tunes Levenberg–Marquardt. Zero fields take the defaults shown.
@@ -65,20 +63,17 @@ func (c LMConfig) Validate() error {
 // and tries w + Δ: if the loss drops the step is kept and μ shrinks (towards
 // Gauss–Newton), otherwise it is undone, μ grows (towards small gradient steps)
 // and the solve is repeated with the same J. J is built by backpropagation, one
-// backward pass per output unit over the whole batch.
+// backward pass per output unit over the whole batch. Step is LMSystem's
+// building blocks (Add, Solve) on one batch; a data-parallel trainer sums
+// the system over shards with an LMSystem and drives the damping itself.
 type LevenbergMarquardt struct {
-	net *Network
+	lmCore
 	cfg LMConfig
 	mu  float64
 
-	jac   *mat.Dense    // [N*out, P]
-	jtj   *mat.SymDense // JᵀJ
-	sys   *mat.SymDense // JᵀJ + μI
-	rhs   *mat.VecDense // Jᵀe
-	delta *mat.VecDense
-	resid []float64
+	jtj   []float64 // JᵀJ, packed upper triangle
+	jte   []float64 // Jᵀe, the data of lmCore.rhs
 	saved []float32
-	chol  mat.Cholesky
 }
 
 // NewLevenbergMarquardt returns a trainer that updates n.Params in place. n
@@ -88,23 +83,20 @@ func NewLevenbergMarquardt(n *Network, cfg LMConfig) (*LevenbergMarquardt, error
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	if n.r.loss != lossMSE {
-		return nil, configErr("loss", n.Spec.Loss, "is not supported by Levenberg-Marquardt", "use loss mse, or a first-order optimizer")
+	core, err := newLMCore(n, cfg.MaxParams)
+	if err != nil {
+		return nil, err
 	}
 	p := len(n.Params)
-	if p > cfg.MaxParams {
-		return nil, configErr("lm network size", p, "exceeds max_params "+strconv.Itoa(cfg.MaxParams), "use a smaller network or a first-order optimizer; LM stores a P×P matrix")
+	lm := &LevenbergMarquardt{
+		lmCore: core,
+		cfg:    cfg,
+		mu:     cfg.Mu,
+		jtj:    make([]float64, PackedLen(p)),
+		saved:  make([]float32, p),
 	}
-	return &LevenbergMarquardt{
-		net:   n,
-		cfg:   cfg,
-		mu:    cfg.Mu,
-		jtj:   mat.NewSymDense(p, nil),
-		sys:   mat.NewSymDense(p, nil),
-		rhs:   mat.NewVecDense(p, nil),
-		delta: mat.NewVecDense(p, nil),
-		saved: make([]float32, p),
-	}, nil
+	lm.jte = lm.rhs.RawVector().Data // the right-hand side, as a slice for Add
+	return lm, nil
 }
 
 // Mu is the current damping.
@@ -120,96 +112,29 @@ func (lm *LevenbergMarquardt) Step(b Batch) (loss float64, err error) {
 	if b.N == 0 {
 		panic(&ShapeError{Op: "LevenbergMarquardt.Step", Arg: "Batch.N", Got: 0, Want: 1, Rel: ">="})
 	}
-	n.forward(b.X, b.N)
-	before := n.loss("LevenbergMarquardt.Step", b, nil, 0) / float64(b.N)
-	lm.jacobian(b)
-
-	p := len(n.Params)
-	lm.jtj.SymOuterK(1, lm.jac.T())
-	lm.rhs.MulVec(lm.jac.T(), vec(lm.resid))
+	clear(lm.jtj)
+	clear(lm.jte)
+	before := lm.prepare("LevenbergMarquardt.Step", b) / float64(b.N)
+	lm.addSystem(lm.jtj, lm.jte)
 	copy(lm.saved, n.Params)
 	for {
-		lm.sys.CopySym(lm.jtj)
-		for i := range p {
-			lm.sys.SetSym(i, i, lm.sys.At(i, i)+lm.mu)
-		}
-		if lm.chol.Factorize(lm.sys) {
-			if err := lm.chol.SolveVecTo(lm.delta, lm.rhs); err == nil {
-				for i := range n.Params {
-					n.Params[i] = lm.saved[i] + float32(lm.delta.AtVec(i))
-				}
-				n.forward(b.X, b.N)
-				after := n.loss("LevenbergMarquardt.Step", b, nil, 0) / float64(b.N)
-				if after < before {
-					lm.mu = max(lm.mu*lm.cfg.MuDown, 1e-300)
-					return after, nil
-				}
-				copy(n.Params, lm.saved)
+		if lm.solve(lm.jtj, lm.rhs, lm.mu, lm.delta) {
+			for i := range n.Params {
+				n.Params[i] = lm.saved[i] + float32(lm.delta.AtVec(i))
 			}
+			n.forward(b.X, b.N)
+			after := n.loss("LevenbergMarquardt.Step", b, nil, 0) / float64(b.N)
+			if after < before {
+				lm.mu = max(lm.mu*lm.cfg.MuDown, 1e-300)
+				return after, nil
+			}
+			copy(n.Params, lm.saved)
 		}
 		if lm.mu*lm.cfg.MuUp > lm.cfg.MaxMu {
 			copy(n.Params, lm.saved)
 			return before, fmt.Errorf("nn: LevenbergMarquardt.Step: loss %g not reduced with damping up to %g: %w", before, lm.mu, ErrDampingLimit)
 		}
 		lm.mu *= lm.cfg.MuUp
-	}
-}
-
-// jacobian fills lm.jac with ∂y/∂w and lm.resid with t - y after a forward
-// pass over b. Row i*out+j belongs to output j of example i. For each output j
-// it seeds Δ^L = ∂y_j/∂Z^L and backpropagates it through the layers as
-// ComputeGradients does, but keeps the per-example products
-// ∂y_ij/∂W^l_pq = Δ^l_ip A^{l-1}_iq instead of summing them over the batch.
-func (lm *LevenbergMarquardt) jacobian(b Batch) {
-	n := lm.net
-	layers := n.NumLayers()
-	last := layers - 1
-	out := n.Spec.Layers[layers]
-	rows := b.N * out
-	p := len(n.Params)
-	if lm.jac == nil || lm.jac.RawMatrix().Rows != rows {
-		lm.jac = mat.NewDense(rows, p, nil)
-		lm.resid = make([]float64, rows)
-	}
-	y := n.ws.a[last][:rows]
-	for i, v := range y {
-		lm.resid[i] = float64(b.Targets[i]) - float64(v)
-	}
-	jac := lm.jac.RawMatrix()
-	for j := range out {
-		d := n.ws.d[last][:rows]
-		clear(d)
-		for i := range b.N {
-			d[i*out+j] = 1
-		}
-		n.r.output.backward(d, n.ws.z[last][:rows], y, out)
-		for l := last; l >= 0; l-- {
-			inW, outW := n.Spec.Layers[l], n.Spec.Layers[l+1]
-			dl := n.ws.d[l][:b.N*outW]
-			prev := b.X
-			if l > 0 {
-				prev = n.ws.a[l-1][:b.N*inW]
-			}
-			wOff := n.offsets[l]
-			bOff := wOff + outW*inW
-			for i := range b.N {
-				row := jac.Data[(i*out+j)*jac.Stride:][:p]
-				a := prev[i*inW : (i+1)*inW]
-				for q, dv := range dl[i*outW : (i+1)*outW] {
-					w := row[wOff+q*inW : wOff+(q+1)*inW]
-					for k, av := range a {
-						w[k] = float64(dv) * float64(av)
-					}
-					row[bOff+q] = float64(dv)
-				}
-			}
-			if l == 0 {
-				break
-			}
-			dPrev := n.ws.d[l-1][:b.N*inW]
-			blas.Sgemm(false, false, b.N, inW, outW, 1, dl, outW, n.Weight(l), inW, 0, dPrev, inW)
-			n.r.hidden.backward(dPrev, n.ws.z[l-1][:b.N*inW], prev, inW)
-		}
 	}
 }
 

@@ -30,7 +30,8 @@ type Spec struct {
 	Loss string `json:"loss" yaml:"loss"`
 	// WeightInit is the initialiser: he or glorot.
 	WeightInit string `json:"weight_init" yaml:"weight_init"`
-	// Optimizer is sgd, momentum, nesterov, adam or adamw.
+	// Optimizer is sgd, momentum, nesterov, adam, adamw or lm
+	// (Levenberg–Marquardt, with loss mse; see lm.go).
 	Optimizer string `json:"optimizer" yaml:"optimizer"`
 	// LR is the base learning rate.
 	LR float64 `json:"lr" yaml:"lr"`
@@ -71,6 +72,19 @@ type Spec struct {
 	Exact bool `json:"exact" yaml:"exact"`
 	// MicroBatch is the micro-shard size of exact training.
 	MicroBatch int `json:"micro_batch" yaml:"micro_batch"`
+	// LMMu is Levenberg–Marquardt's initial damping μ (--optimizer lm; see
+	// lm.go). The LM fields are ignored by the other optimizers.
+	LMMu float64 `json:"lm_mu" yaml:"lm_mu"`
+	// LMMuUp multiplies μ after a rejected trial step.
+	LMMuUp float64 `json:"lm_mu_up" yaml:"lm_mu_up"`
+	// LMMuDown multiplies μ after an accepted step.
+	LMMuDown float64 `json:"lm_mu_down" yaml:"lm_mu_down"`
+	// LMTrials is how many damped solves one step tries before it leaves
+	// the parameters unchanged (with μ raised) and moves on.
+	LMTrials int `json:"lm_trials" yaml:"lm_trials"`
+	// LMMaxParams is the largest network --optimizer lm accepts: each step
+	// sums and solves a P×P system (P² float64s, O(P³) per solve).
+	LMMaxParams int `json:"lm_max_params" yaml:"lm_max_params"`
 }
 
 // ResultDiff reports the first field in which s and o differ that changes
@@ -83,8 +97,12 @@ func (s Spec) ResultDiff(o Spec) (flag string, a, b any, differs bool) {
 	for i := range t.NumField() {
 		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
 		switch name {
-		case "checkpoint_every", "checkpoint_keep", "eval_every":
+		case "checkpoint_every", "checkpoint_keep", "eval_every", "lm_max_params":
 			continue
+		case "lm_mu", "lm_mu_up", "lm_mu_down", "lm_trials":
+			if s.Optimizer != OptimizerLM && o.Optimizer != OptimizerLM {
+				continue // inert, and absent (zero) in older specs
+			}
 		case "micro_batch":
 			if !s.Exact && !o.Exact {
 				continue
@@ -101,7 +119,8 @@ func (s Spec) ResultDiff(o Spec) (flag string, a, b any, differs bool) {
 // finds its data and writes its checkpoints, and how many threads it uses.
 // It never leaves the machine (not in etcd, not in a manifest).
 type Local struct {
-	// Data is "mnist", a directory of MNIST IDX files, or "csv:TRAIN,TEST".
+	// Data is "mnist", a directory of MNIST IDX files, "csv:TRAIN,TEST" or
+	// "sine:N" (a generated regression set).
 	Data string `json:"data" yaml:"data"`
 	// Init is a model.safetensors (or checkpoint directory) to start from.
 	Init string `json:"init,omitempty" yaml:"init,omitempty"`
@@ -139,6 +158,11 @@ func DefaultConfig() Config {
 		CheckpointKeep:  3,
 		Exact:           true,
 		MicroBatch:      DefaultMicroBatch,
+		LMMu:            DefaultLMMu,
+		LMMuUp:          DefaultLMMuUp,
+		LMMuDown:        DefaultLMMuDown,
+		LMTrials:        DefaultLMTrials,
+		LMMaxParams:     DefaultLMMaxParams,
 	}, Local: Local{
 		Data:    "mnist",
 		Threads: 1,
@@ -184,6 +208,9 @@ func (c Config) Validate() error {
 // Validate checks every field on its own and the rules between fields. Each
 // error names the flag, the value and what to do instead.
 func (c Spec) Validate() error {
+	if c.Optimizer == OptimizerLM && c.Loss != "mse" { // before the network, which may not suit that loss either
+		return c.validateLM()
+	}
 	if _, err := c.NetSpec(); err != nil {
 		return err
 	}
@@ -192,8 +219,17 @@ func (c Spec) Validate() error {
 	default:
 		return usage.Errorf("--weight-init %q unknown; use he or glorot", c.WeightInit)
 	}
-	if err := c.OptimizerConfig().Validate(); err != nil {
-		return usage.New(err.Error())
+	switch c.Optimizer {
+	case "sgd", "momentum", "nesterov", "adam", "adamw":
+		if err := c.OptimizerConfig().Validate(); err != nil {
+			return usage.New(err.Error())
+		}
+	case OptimizerLM:
+		if err := c.validateLM(); err != nil {
+			return err
+		}
+	default:
+		return usage.Errorf("--optimizer %q unknown; use one of sgd, momentum, nesterov, adam, adamw, lm", c.Optimizer)
 	}
 	if !(c.LR > 0) {
 		return usage.Errorf("--lr %v must be positive, e.g. --lr 0.05", c.LR)
@@ -255,7 +291,7 @@ func RegisterFlags(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.Activation, "activation", c.Activation, "hidden activation: identity, logistic, tanh, relu, leaky_relu, softmax, swish, mish, gelu")
 	fs.StringVar(&c.Loss, "loss", c.Loss, "loss: cross_entropy, bce or mse")
 	fs.StringVar(&c.WeightInit, "weight-init", c.WeightInit, "weight initialiser: he or glorot")
-	fs.StringVar(&c.Optimizer, "optimizer", c.Optimizer, "optimizer: sgd, momentum, nesterov, adam or adamw")
+	fs.StringVar(&c.Optimizer, "optimizer", c.Optimizer, "optimizer: sgd, momentum, nesterov, adam, adamw, or lm (Levenberg-Marquardt: --loss mse, small networks)")
 	fs.Float64Var(&c.LR, "lr", c.LR, "base learning rate")
 	fs.Float64Var(&c.Momentum, "momentum", c.Momentum, "momentum factor (momentum, nesterov)")
 	fs.Float64Var(&c.WeightDecay, "weight-decay", c.WeightDecay, "weight decay (decoupled for adamw)")
@@ -269,7 +305,7 @@ func RegisterFlags(fs *flag.FlagSet, c *Config) {
 	fs.Int64Var(&c.Steps, "steps", c.Steps, "optimizer steps to train (0: --epochs full epochs)")
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed for initialisation and data order")
 	fs.BoolVar(&c.Shuffle, "shuffle", c.Shuffle, "shuffle each epoch from (seed, epoch); false keeps file order")
-	fs.StringVar(&c.Data, "data", c.Data, "training data: mnist, a directory of MNIST IDX files, or csv:TRAIN.csv,TEST.csv")
+	fs.StringVar(&c.Data, "data", c.Data, "training data: mnist, a directory of MNIST IDX files, csv:TRAIN.csv,TEST.csv, or sine:N (generated regression)")
 	fs.StringVar(&c.Init, "init", c.Init, "model.safetensors or checkpoint directory to start from")
 	fs.StringVar(&c.CheckpointDir, "checkpoint-dir", c.CheckpointDir, "directory for checkpoints (empty: none)")
 	fs.IntVar(&c.CheckpointEvery, "checkpoint-every", c.CheckpointEvery, "checkpoint every N steps (0: only at the end)")
@@ -278,6 +314,11 @@ func RegisterFlags(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.Threads, "threads", c.Threads, "BLAS threads per process")
 	fs.BoolVar(&c.Exact, "exact", c.Exact, "exact training: the same parameters, bit for bit, at any worker count and through faults (false: plain float32 sums)")
 	fs.IntVar(&c.MicroBatch, "micro-batch", c.MicroBatch, "micro-shard size of exact training (examples); each worker computes whole micro-shards")
+	fs.Float64Var(&c.LMMu, "lm-mu", c.LMMu, "initial damping μ of --optimizer lm")
+	fs.Float64Var(&c.LMMuUp, "lm-mu-up", c.LMMuUp, "factor on μ after a rejected trial step (lm)")
+	fs.Float64Var(&c.LMMuDown, "lm-mu-down", c.LMMuDown, "factor on μ after an accepted step (lm)")
+	fs.IntVar(&c.LMTrials, "lm-trials", c.LMTrials, "damped solves one lm step tries before it leaves the parameters unchanged")
+	fs.IntVar(&c.LMMaxParams, "lm-max-params", c.LMMaxParams, "largest network --optimizer lm accepts (parameters; each step solves a P×P system)")
 }
 
 // LoadFile reads a YAML or JSON config file over c. Unknown keys are errors.
