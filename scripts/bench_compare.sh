@@ -44,9 +44,11 @@ run() { # label file cmd...
 for r in $(seq "$ROUNDS"); do
   if [[ " $ONLY " == *" train "* ]]; then
     run ours-train-1 "$BIN" bench train --workers 1 --layers 784-512-512-10 --global-batch 256 --steps "$STEPS" --threads 1
+    run float-train-1 "$BIN" bench train --exact=false --workers 1 --layers 784-512-512-10 --global-batch 256 --steps "$STEPS" --threads 1
     run ref-train-1 "${ref_env[@]}" $PY "$BENCH/torch_ddp_mlp.py" --workers 1 --layers 784-512-512-10 --global-batch 256 --steps "$STEPS" --threads 1
     for w in $WORKERS; do
       run ours-train-$w "$BIN" bench train --workers "$w" --layers 784-512-512-10 --global-batch 256 --steps "$STEPS" --threads 1
+      run float-train-$w "$BIN" bench train --exact=false --workers "$w" --layers 784-512-512-10 --global-batch 256 --steps "$STEPS" --threads 1
       run ref-train-$w "${ref_env[@]}" $PY "$BENCH/torch_ddp_mlp.py" --workers "$w" --layers 784-512-512-10 --global-batch 256 --steps "$STEPS" --threads 1
     done
   fi
@@ -78,8 +80,14 @@ for name in sorted(os.listdir(d)):
     w = name.rsplit("-", 1)[1]
     ours = statistics.median(r["samples_per_sec"] for r in load(name))
     ref = statistics.median(r["samples_per_sec"] for r in load("ref-train-" + w))
-    print(json.dumps({"compare": "train", "workers": int(w), "ringtrain_samples_per_sec": ours,
-                      "pytorch_samples_per_sec": ref, "ratio": round(ours / ref, 2)}))
+    row = {"compare": "train", "workers": int(w), "ringtrain_samples_per_sec": ours,
+           "pytorch_samples_per_sec": ref, "ratio": round(ours / ref, 2)}
+    flt = load("float-train-" + w)
+    if flt:  # ringtrain's default is exact; the float32 step beside it
+        f = statistics.median(r["samples_per_sec"] for r in flt)
+        row["ringtrain_float_samples_per_sec"] = f
+        row["exact_vs_float"] = round(ours / f, 2)
+    print(json.dumps(row))
 tcp = [r["GBps"] for r in load("tcp")]
 tcpbest = max(tcp) if tcp else None
 for name in sorted(os.listdir(d)):
