@@ -1,18 +1,14 @@
 package worker
 
 import (
-	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/ringtrain/ringtrain/cluster"
+	"github.com/ringtrain/ringtrain/internal/transcript"
 )
-
-var rewrite = flag.Bool("rewrite", false, "rewrite testdata/*.txt transcripts with the actual output")
 
 // TestCoreTranscripts replays testdata/core_*.txt: each unindented line is an
 // input to a Core, the indented lines after it are the actions it returned.
@@ -30,28 +26,7 @@ var rewrite = flag.Bool("rewrite", false, "rewrite testdata/*.txt transcripts wi
 //	final                       FinalWritten
 //	state                       prints the core's view
 func TestCoreTranscripts(t *testing.T) {
-	files, err := filepath.Glob("testdata/core_*.txt")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no transcripts: %v", err)
-	}
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got := replay(t, string(b))
-			if *rewrite {
-				if err := os.WriteFile(f, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if got != string(b) {
-				t.Errorf("%s differs (run with -rewrite and review the diff):\n%s", f, diffLines(string(b), got))
-			}
-		})
-	}
+	transcript.Run(t, "testdata/core_*.txt", replay)
 }
 
 func replay(t *testing.T, script string) string {
@@ -151,22 +126,4 @@ func formatAction(a Action) string {
 		return "exit " + a.Reason
 	}
 	return fmt.Sprintf("%T", a)
-}
-
-func diffLines(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	var b strings.Builder
-	for i := 0; i < max(len(w), len(g)); i++ {
-		var wl, gl string
-		if i < len(w) {
-			wl = w[i]
-		}
-		if i < len(g) {
-			gl = g[i]
-		}
-		if wl != gl {
-			fmt.Fprintf(&b, "line %d:\n- %s\n+ %s\n", i+1, wl, gl)
-		}
-	}
-	return b.String()
 }

@@ -393,6 +393,21 @@ func referenceHash(t *testing.T, args ...string) string {
 	return sum.ParamsSHA256
 }
 
+// newProofCluster is a cluster for proofArgs, whose reference is trained
+// first, before the cluster loads the CPUs.
+func newProofCluster(t *testing.T) *testCluster {
+	t.Helper()
+	referenceHash(t, proofArgs...)
+	return newCluster(t, proofArgs...)
+}
+
+// startWorkers starts worker-1 … worker-n.
+func (c *testCluster) startWorkers(n int) {
+	for i := 1; i <= n; i++ {
+		c.startWorker("worker-" + strconv.Itoa(i))
+	}
+}
+
 // checkExact fails unless the run ended with the undisturbed run's model.
 func (c *testCluster) checkExact(sum train.Summary) {
 	c.t.Helper()
@@ -421,14 +436,11 @@ func TestFaultsLeaveTheModelUnchanged(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real processes")
 	}
-	c := newCluster(t, proofArgs...)
-	referenceHash(t, proofArgs...) // before the cluster loads the CPUs
+	c := newProofCluster(t)
 	c.startCoordinator("coordinator-1")
 	time.Sleep(300 * time.Millisecond) // coordinator-1 campaigns first
 	c.startCoordinator("coordinator-2")
-	for i := 1; i <= 3; i++ {
-		c.startWorker("worker-" + strconv.Itoa(i))
-	}
+	c.startWorkers(3)
 	g := c.waitGeneration(30*time.Second, func(g cluster.Generation) bool { return len(g.Members) == 3 })
 	c.waitStep(60, 2*time.Minute)
 
@@ -482,12 +494,9 @@ func TestScaleUpAndDownLeavesTheModelUnchanged(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real processes")
 	}
-	c := newCluster(t, proofArgs...)
-	referenceHash(t, proofArgs...)
+	c := newProofCluster(t)
 	c.startCoordinator("coordinator-1")
-	for i := 1; i <= 3; i++ {
-		c.startWorker("worker-" + strconv.Itoa(i))
-	}
+	c.startWorkers(3)
 	g := c.waitGeneration(30*time.Second, func(g cluster.Generation) bool { return len(g.Members) == 3 })
 	c.waitStep(60, 2*time.Minute)
 	c.startWorker("worker-4")
@@ -530,12 +539,9 @@ func TestFullStopResumesOnFewerWorkers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real processes")
 	}
-	c := newCluster(t, proofArgs...)
-	referenceHash(t, proofArgs...)
+	c := newProofCluster(t)
 	c.startCoordinator("coordinator-1")
-	for i := 1; i <= 3; i++ {
-		c.startWorker("worker-" + strconv.Itoa(i))
-	}
+	c.startWorkers(3)
 	c.waitStep(450, 3*time.Minute)
 	for _, p := range c.workers {
 		p.kill()
