@@ -37,10 +37,15 @@ func agreeAll(t *testing.T, steps []int64, fps []*train.Fingerprint) ([][]int64,
 	cfg := train.DefaultConfig()
 	cfg.Layers = "4-3-2"
 	got, errs := make([][]int64, n), make([]error, n)
+	// Every rank's transport exists before any ring dials its neighbour.
+	trs := make([]allreduce.Transport, n)
+	for r := range n {
+		trs[r] = net.Transport(g.Members[r].Addr)
+		defer trs[r].Close()
+	}
 	var wg sync.WaitGroup
 	for r := range n {
-		tr := net.Transport(g.Members[r].Addr)
-		defer tr.Close()
+		tr := trs[r]
 		st, err := train.NewState(cfg, &dataset.Set{N: 1000, Dim: 4, Classes: 2})
 		if err != nil {
 			t.Fatal(err)
