@@ -264,46 +264,37 @@ type events struct {
 
 // next blocks for one event (or ctx's end).
 func (ev *events) next(ctx context.Context) (Input, error) {
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		default:
-		}
-		if in, ok := ev.poll(true, ctx.Done()); ok {
-			return in, nil
-		}
+	if in, ok := ev.poll(ctx.Done()); ok {
+		return in, nil
 	}
+	return nil, ctx.Err()
 }
 
-// poll returns an event if one is ready (or, with block, waits for one or
-// for cancel). Closed sources are dropped.
-func (ev *events) poll(block bool, cancel <-chan struct{}) (Input, bool) {
-	var def chan struct{}
-	if !block {
-		def = make(chan struct{})
-		close(def)
-	}
-	select {
-	case g, ok := <-ev.gens:
-		if !ok {
+// ready is a closed channel: polled with it, poll does not block.
+var ready = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// poll returns the next event, or false once cancel is ready (with ready:
+// at once, perhaps before a waiting event, which a later poll takes).
+// Closed sources are dropped.
+func (ev *events) poll(cancel <-chan struct{}) (Input, bool) {
+	for {
+		select {
+		case g, ok := <-ev.gens:
+			if ok {
+				return GenerationSeen{Gen: g}, true
+			}
 			ev.gens = nil
-			return nil, false
-		}
-		return GenerationSeen{Gen: g}, true
-	case _, ok := <-ev.done:
-		if !ok {
+		case _, ok := <-ev.done:
+			if ok {
+				return RunDone{}, true
+			}
 			ev.done = nil
+		case <-ev.stop:
+			ev.stop = nil
+			return StopRequested{}, true
+		case <-cancel:
 			return nil, false
 		}
-		return RunDone{}, true
-	case <-ev.stop:
-		ev.stop = nil
-		return StopRequested{}, true
-	case <-cancel:
-		return nil, false
-	case <-def:
-		return nil, false
 	}
 }
 
@@ -342,7 +333,7 @@ func (w *Worker) loop(ctx context.Context) error {
 	// drain feeds every event that is ready, so a step's vote sees them.
 	drain := func() {
 		for {
-			in, ok := ev.poll(false, nil)
+			in, ok := ev.poll(ready)
 			if !ok {
 				return
 			}
@@ -391,10 +382,7 @@ func (w *Worker) loop(ctx context.Context) error {
 			}
 			feed(Synced{})
 		case Train:
-			drain()
-			if len(queue) > 0 && core.Phase() != "training" {
-				continue // an event ended training (the core exited)
-			}
+			drain() // no input ends training: the events only shape the next vote
 			if w.st.Done() {
 				// The synced state is the run's end (a rank 0 failed while finishing).
 				feed(StepDone{Step: w.st.Step, Done: true})
