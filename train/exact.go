@@ -51,9 +51,6 @@ type exactState struct {
 	acc     []int64     // the integer gradient, then the loss sum
 	exps    []int       // this rank's exponent per bucket (+ loss)
 	bounds  []float64   // one micro-shard's gradient bounds per bucket
-	x       []float32   // one micro-shard's inputs
-	labels  []int32
-	targets []float32
 }
 
 type span struct{ off, len int }
@@ -73,8 +70,7 @@ const (
 )
 
 func newExactState(st *State, world int) *exactState {
-	m := st.Cfg.MicroBatch
-	k := (st.Cfg.Batch + m - 1) / m
+	k := st.Cfg.MicroShards()
 	e := &exactState{k: k, c: bits.Len(uint(k - 1))}
 	layers := st.Net.Spec.Layers
 	off := 0
@@ -110,15 +106,13 @@ func (s *Stepper) stepExact(ctx context.Context, vote bool) (Result, error) {
 		e.losses = append(e.losses, 0)
 	}
 	local := e.grads[:hi-lo]
-	c := st.Cursor()
-	idx := dataset.BatchIndices(s.data.N, st.Cfg.Seed, c.Epoch, c.Step, st.Cfg.Batch, st.Cfg.Shuffle)
-	m := st.Cfg.MicroBatch
+	idx := st.batchIndices(s.data)
 	saved := st.Net.Grads
 	for b := range e.exps {
 		e.exps[b] = expZero
 	}
 	for j := lo; j < hi; j++ {
-		b := gatherBatch(s.data, idx[j*m:min((j+1)*m, len(idx))], &e.x, &e.labels, &e.targets)
+		b := st.gather(s.data, st.Cfg.microShard(idx, j))
 		st.Net.Grads = local[j-lo]
 		e.losses[j-lo] = st.Net.ComputeGradients(b, float32(1/float64(st.Cfg.Batch)))
 		// Each bucket's exponent bounds its values in every micro-shard:
@@ -126,9 +120,9 @@ func (s *Stepper) stepExact(ctx context.Context, vote bool) (Result, error) {
 		// pass over the gradient is needed.
 		st.Net.GradientBounds(b, e.bounds)
 		for b, v := range e.bounds {
-			e.exps[b] = max(e.exps[b], boundExp(v))
+			e.exps[b] = max(e.exps[b], boundExp(v, math.MaxFloat32))
 		}
-		e.exps[nb-1] = max(e.exps[nb-1], boundExp(math.Abs(e.losses[j-lo])))
+		e.exps[nb-1] = max(e.exps[nb-1], boundExp(math.Abs(e.losses[j-lo]), math.MaxFloat32))
 	}
 	st.Net.Grads = saved
 	compute := time.Since(t0)
@@ -177,16 +171,21 @@ func (s *Stepper) stepExact(ctx context.Context, vote bool) (Result, error) {
 }
 
 // shift is the binary scale of a bucket whose largest exponent is exp.
-func (e *exactState) shift(exp int) int { return fixedBits - e.c - max(exp, expFloor) }
+func (e *exactState) shift(exp int) int { return fixedShift(fixedBits, e.c, exp, expFloor) }
+
+// fixedShift is the binary scale that puts values below 2^exp (exp raised
+// to floor at least) below 2^(bits−c), so that 2^c of them sum below 2^bits.
+func fixedShift(bits, c, exp, floor int) int { return bits - c - max(exp, floor) }
 
 // boundExp is the smallest E with bound < 2^E, for a bound ≥ 0 on some
-// values' magnitudes (expZero for 0, expNonFinite for NaN, infinity or a
-// bound beyond float32's range, where a value may have overflowed).
-func boundExp(bound float64) int {
+// values' magnitudes: expZero for 0, expNonFinite for NaN, infinity or a
+// bound of limit or more (float32 gradients: where a value may have
+// overflowed float32; LM's float64 systems: lmBoundHuge).
+func boundExp(bound, limit float64) int {
 	switch {
 	case bound == 0:
 		return expZero
-	case !(bound < math.MaxFloat32):
+	case !(bound < limit):
 		return expNonFinite
 	}
 	_, e := math.Frexp(bound)

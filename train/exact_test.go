@@ -132,7 +132,7 @@ func maxExpOf(g []float32) int {
 	for _, v := range g {
 		m = max(m, math.Abs(float64(v)))
 	}
-	return boundExp(m)
+	return boundExp(m, math.MaxFloat32)
 }
 
 func TestBoundExp(t *testing.T) {
@@ -143,7 +143,7 @@ func TestBoundExp(t *testing.T) {
 		{0, expZero}, {1, 1}, {0.75, 0}, {3, 2}, {math.Inf(1), expNonFinite}, {math.NaN(), expNonFinite},
 		{math.MaxFloat32 * 2, expNonFinite}, {math.SmallestNonzeroFloat32, -148},
 	} {
-		got := boundExp(tc.v)
+		got := boundExp(tc.v, math.MaxFloat32)
 		if got != tc.want {
 			t.Errorf("boundExp(%v) = %d, want %d", tc.v, got, tc.want)
 		}

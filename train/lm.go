@@ -78,6 +78,9 @@ const (
 	lmExpFloor = -900
 	// lmBoundHuge: bounds at or beyond it are treated as non-finite.
 	lmBoundHuge = 0x1p900
+	// lmFixedBits: float64 values in 62-bit fixed point (truncated), sums
+	// of K ≤ 2^c micro-shards below 2^62.
+	lmFixedBits = 62
 )
 
 // BufMu is the name of LM's state buffer: the damping μ.
@@ -170,8 +173,6 @@ type lmOptimizer struct {
 	ctl       []float32 // exponents (2 per rank), vote
 	compute   []float32 // each rank's compute seconds, for Result.Compute
 	saved     []float32
-	x, t      []float32 // one micro-shard's inputs and targets
-	labels    []int32   // (none: a regression set)
 }
 
 var _ nn.Optimizer = (*lmOptimizer)(nil)
@@ -262,27 +263,15 @@ func (s *Stepper) stepLM(ctx context.Context, vote bool, o *lmOptimizer) (Result
 	rank, world := s.red.Rank(), s.red.World()
 	params := st.Net.Params
 	np := len(params)
-	m := st.Cfg.MicroBatch
-	k := (st.Cfg.Batch + m - 1) / m
+	k := st.Cfg.MicroShards()
 	c := bits.Len(uint(k - 1))
 	if err := o.ensure(k, world); err != nil {
 		return Result{}, err
 	}
 	tri := nn.PackedLen(np)
 	lo, hi := dataset.ShardRange(k, rank, world)
-	cur := st.Cursor()
-	idx := dataset.BatchIndices(s.data.N, st.Cfg.Seed, cur.Epoch, cur.Step, st.Cfg.Batch, st.Cfg.Shuffle)
-	batch := func(j int) nn.Batch { // micro-shard j, gathered into o.x, o.t
-		rows := idx[j*m : min((j+1)*m, len(idx))]
-		n, dim, out := len(rows), s.data.Dim, s.data.Outputs
-		if cap(o.x) < n*dim || cap(o.t) < n*out {
-			o.x, o.t, o.labels = make([]float32, m*dim), make([]float32, m*out), make([]int32, m)
-		}
-		b := nn.Batch{X: o.x[:n*dim], Targets: o.t[:n*out], N: n}
-		s.data.Gather(rows, b.X, o.labels[:n])
-		s.data.GatherTargets(rows, b.Targets)
-		return b
-	}
+	idx := st.batchIndices(s.data)
+	batch := func(j int) nn.Batch { return st.gather(s.data, st.Cfg.microShard(idx, j)) }
 	var reduce time.Duration
 	collective := func(p Pending) error {
 		t := time.Now()
@@ -296,7 +285,7 @@ func (s *Stepper) stepLM(ctx context.Context, vote bool, o *lmOptimizer) (Result
 	expJtJ, expJe := expZero, expZero
 	for j := lo; j < hi; j++ {
 		bJtJ, bJe, _ := o.sys.Bounds(batch(j))
-		expJtJ, expJe = max(expJtJ, lmExp(bJtJ)), max(expJe, lmExp(bJe))
+		expJtJ, expJe = max(expJtJ, boundExp(bJtJ, lmBoundHuge)), max(expJe, boundExp(bJe, lmBoundHuge))
 	}
 	clear(o.ctl)
 	o.ctl[2*rank], o.ctl[2*rank+1] = float32(expJtJ), float32(expJe)
@@ -314,7 +303,7 @@ func (s *Stepper) stepLM(ctx context.Context, vote bool, o *lmOptimizer) (Result
 	}
 
 	// Pass 2: the system in fixed point, summed exactly.
-	shJtJ, shJe := lmShift(c, expJtJ), lmShift(c, expJe)
+	shJtJ, shJe := fixedShift(lmFixedBits, c, expJtJ, lmExpFloor), fixedShift(lmFixedBits, c, expJe, lmExpFloor)
 	clear(o.acc)
 	for j := lo; j < hi; j++ {
 		clear(o.jtj)
@@ -382,24 +371,6 @@ func (s *Stepper) stepLM(ctx context.Context, vote bool, o *lmOptimizer) (Result
 	o.accept, o.next = accept, roundMu(mu)
 	return s.apply(loss, o.ctl[2*world] > 0, o.compute, computeTime, reduce, bytes)
 }
-
-// lmExp is the smallest E with bound < 2^E for a bound ≥ 0: expZero for
-// 0, expNonFinite for NaN, infinity or a bound of lmBoundHuge or more.
-func lmExp(bound float64) int {
-	switch {
-	case bound == 0:
-		return expZero
-	case !(bound < lmBoundHuge):
-		return expNonFinite
-	}
-	_, e := math.Frexp(bound)
-	return e
-}
-
-// lmShift is the binary scale of a quantity whose micro-shard values are
-// all below 2^exp in magnitude: K ≤ 2^c of them, each below 2^(62−c) once
-// scaled, sum without overflow in int64.
-func lmShift(c, exp int) int { return 62 - c - max(exp, lmExpFloor) }
 
 // addFixed adds trunc(v · 2^shift) of every v in vs to acc.
 func addFixed(acc []int64, vs []float64, shift int) {

@@ -112,8 +112,7 @@ func (s *State) Done() bool { return s.Step >= s.TotalSteps }
 // loss over the whole batch. It returns the sum of the shard's losses and the
 // shard's size.
 func (s *State) ShardGradients(data *dataset.Set, rank, world int) (lossSum float64, n int) {
-	c := s.Cursor()
-	idx := dataset.BatchIndices(data.N, s.Cfg.Seed, c.Epoch, c.Step, s.Cfg.Batch, s.Cfg.Shuffle)
+	idx := s.batchIndices(data)
 	lo, hi := dataset.ShardRange(s.Cfg.Batch, rank, world)
 	idx = idx[lo:hi]
 	n = len(idx)
@@ -121,30 +120,46 @@ func (s *State) ShardGradients(data *dataset.Set, rank, world int) (lossSum floa
 		clear(s.Net.Grads)
 		return 0, 0
 	}
-	lossSum = s.Net.ComputeGradients(gatherBatch(data, idx, &s.x, &s.labels, &s.targets), float32(1/float64(s.Cfg.Batch)))
+	lossSum = s.Net.ComputeGradients(s.gather(data, idx), float32(1/float64(s.Cfg.Batch)))
 	return lossSum, n
 }
 
-// gatherBatch copies the examples idx of data into the scratch buffers
-// (grown as needed): inputs, labels, and the targets of a regression set.
-func gatherBatch(data *dataset.Set, idx []int, x *[]float32, labels *[]int32, targets *[]float32) nn.Batch {
+// gather copies the examples idx of data into the state's scratch buffers
+// (grown as needed) as a batch: inputs, labels, and the targets of a
+// regression set. The batch is valid until the next gather.
+func (s *State) gather(data *dataset.Set, idx []int) nn.Batch {
 	n := len(idx)
-	if cap(*x) < n*data.Dim {
-		*x = make([]float32, n*data.Dim)
+	if cap(s.x) < n*data.Dim {
+		s.x = make([]float32, n*data.Dim)
 	}
-	if cap(*labels) < n {
-		*labels = make([]int32, n)
+	if cap(s.labels) < n {
+		s.labels = make([]int32, n)
 	}
-	b := nn.Batch{X: (*x)[:n*data.Dim], Labels: (*labels)[:n], N: n}
+	b := nn.Batch{X: s.x[:n*data.Dim], Labels: s.labels[:n], N: n}
 	data.Gather(idx, b.X, b.Labels)
 	if data.Outputs > 0 {
-		if cap(*targets) < n*data.Outputs {
-			*targets = make([]float32, n*data.Outputs)
+		if cap(s.targets) < n*data.Outputs {
+			s.targets = make([]float32, n*data.Outputs)
 		}
-		b.Targets = (*targets)[:n*data.Outputs]
+		b.Targets = s.targets[:n*data.Outputs]
 		data.GatherTargets(idx, b.Targets)
 	}
 	return b
+}
+
+// batchIndices is the examples of global batch s.Step, in batch order.
+func (s *State) batchIndices(data *dataset.Set) []int {
+	c := s.Cursor()
+	return dataset.BatchIndices(data.N, s.Cfg.Seed, c.Epoch, c.Step, s.Cfg.Batch, s.Cfg.Shuffle)
+}
+
+// MicroShards is the number of micro-shards of a global batch.
+func (c Spec) MicroShards() int { return (c.Batch + c.MicroBatch - 1) / c.MicroBatch }
+
+// microShard is micro-shard j of a global batch's examples idx.
+func (c Spec) microShard(idx []int, j int) []int {
+	m := c.MicroBatch
+	return idx[j*m : min((j+1)*m, len(idx))]
 }
 
 // Apply takes one optimizer step with the (already summed) gradient in
