@@ -33,18 +33,8 @@ func TestCoreTranscripts(t *testing.T) {
 
 func replay(t *testing.T, script string) string {
 	t.Helper()
-	var out strings.Builder
 	var core *Core
-	for lineNo, line := range strings.Split(strings.TrimRight(script, "\n"), "\n") {
-		if strings.HasPrefix(line, "  ") {
-			continue // expected output: regenerated
-		}
-		out.WriteString(line + "\n")
-		if strings.TrimSpace(line) == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		fields := strings.Fields(line)
-		cmd, args := fields[0], fields[1:]
+	return transcript.Replay(script, func(line int, cmd string, args []string, emit func(string)) {
 		kv := map[string]string{}
 		var pos []string
 		for _, a := range args {
@@ -58,14 +48,14 @@ func replay(t *testing.T, script string) string {
 			if v, ok := kv[k]; ok {
 				n, err := strconv.Atoi(v)
 				if err != nil {
-					t.Fatalf("line %d: %s=%q: %v", lineNo+1, k, v, err)
+					t.Fatalf("line %d: %s=%q: %v", line, k, v, err)
 				}
 				return n
 			}
 			return def
 		}
 		if cmd != "config" && core == nil {
-			t.Fatalf("line %d: config first", lineNo+1)
+			t.Fatalf("line %d: config first", line)
 		}
 		var acts []Action
 		switch cmd {
@@ -131,15 +121,14 @@ func replay(t *testing.T, script string) string {
 				parts = append(parts, s)
 			}
 			g, found := core.Generation()
-			fmt.Fprintf(&out, "  leader=%v registered=[%s] published=%s found=%v\n", core.IsLeader(), strings.Join(parts, " "), g, found)
+			emit(fmt.Sprintf("leader=%v registered=[%s] published=%s found=%v", core.IsLeader(), strings.Join(parts, " "), g, found))
 		default:
-			t.Fatalf("line %d: unknown command %q", lineNo+1, cmd)
+			t.Fatalf("line %d: unknown command %q", line, cmd)
 		}
 		for _, a := range acts {
-			out.WriteString("  " + formatAction(a) + "\n")
+			emit(formatAction(a))
 		}
-	}
-	return out.String()
+	})
 }
 
 func firstInt(pos []string) int {

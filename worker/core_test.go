@@ -31,22 +31,12 @@ func TestCoreTranscripts(t *testing.T) {
 
 func replay(t *testing.T, script string) string {
 	t.Helper()
-	var out strings.Builder
 	core := NewCore("w1", "w1:7070")
-	for lineNo, line := range strings.Split(strings.TrimRight(script, "\n"), "\n") {
-		if strings.HasPrefix(line, "  ") {
-			continue // expected output: regenerated
-		}
-		out.WriteString(line + "\n")
-		if strings.TrimSpace(line) == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		fields := strings.Fields(line)
-		cmd, args := fields[0], fields[1:]
+	return transcript.Replay(script, func(line int, cmd string, args []string, emit func(string)) {
 		atoi := func(s string) int64 {
 			n, err := strconv.ParseInt(s, 10, 64)
 			if err != nil {
-				t.Fatalf("line %d: %q: %v", lineNo+1, s, err)
+				t.Fatalf("line %d: %q: %v", line, s, err)
 			}
 			return n
 		}
@@ -97,15 +87,14 @@ func replay(t *testing.T, script string) string {
 			acts = core.Step(FinalWritten{})
 		case "state":
 			g, r := core.Generation()
-			fmt.Fprintf(&out, "  phase=%s gen=%d rank=%d\n", core.Phase(), g.Gen, r)
+			emit(fmt.Sprintf("phase=%s gen=%d rank=%d", core.Phase(), g.Gen, r))
 		default:
-			t.Fatalf("line %d: unknown command %q", lineNo+1, cmd)
+			t.Fatalf("line %d: unknown command %q", line, cmd)
 		}
 		for _, a := range acts {
-			out.WriteString("  " + formatAction(a) + "\n")
+			emit(formatAction(a))
 		}
-	}
-	return out.String()
+	})
 }
 
 func formatAction(a Action) string {

@@ -44,6 +44,27 @@ func Run(t *testing.T, glob string, replay func(t *testing.T, script string) str
 	}
 }
 
+// Replay copies the script's input lines, comments and blank lines, and
+// after each input line the output lines step emits for it, indented; the
+// script's own (expected) output lines are dropped. step gets the line's
+// number, its first word and the rest.
+func Replay(script string, step func(line int, cmd string, args []string, emit func(string))) string {
+	var out strings.Builder
+	emit := func(s string) { out.WriteString("  " + s + "\n") }
+	for i, line := range strings.Split(strings.TrimRight(script, "\n"), "\n") {
+		if strings.HasPrefix(line, "  ") {
+			continue // expected output: regenerated
+		}
+		out.WriteString(line + "\n")
+		if strings.TrimSpace(line) == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		fields := strings.Fields(line)
+		step(i+1, fields[0], fields[1:], emit)
+	}
+	return out.String()
+}
+
 // Diff lists the lines where want and got differ.
 func Diff(want, got string) string {
 	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
