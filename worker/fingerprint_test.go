@@ -11,11 +11,11 @@ import (
 	"testing"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
 	"github.com/ringtrain/ringtrain/allreduce"
 	"github.com/ringtrain/ringtrain/cluster"
+	"github.com/ringtrain/ringtrain/cluster/clustertest"
 	"github.com/ringtrain/ringtrain/coordinator"
 	"github.com/ringtrain/ringtrain/dataset"
 	"github.com/ringtrain/ringtrain/internal/usage"
@@ -129,19 +129,8 @@ func newFPRun(t *testing.T) *fpRun {
 	writeCSV(t, r.train, 120, 1)
 	writeCSV(t, r.other, 120, 5)
 	writeCSV(t, r.test, 30, 2)
-	e, err := cluster.StartEtcd(cluster.EtcdConfig{Dir: filepath.Join(r.dir, "etcd"),
-		ListenClientURLs: "http://127.0.0.1:0", ListenPeerURLs: "http://127.0.0.1:0", Fast: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	r.etcd = e.Endpoints()
-	cli, err := clientv3.New(cluster.EtcdClientConfig(r.etcd, zap.NewNop()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	r.c = cluster.NewClient(cli, "fp", zap.NewNop())
+	r.etcd = clustertest.Etcd(t).Endpoints()
+	r.c = cluster.NewClient(clustertest.EtcdClient(t, r.etcd), "fp", zap.NewNop())
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	r.ctx = ctx
 	t.Cleanup(func() { cancel(); r.wg.Wait() }) // before etcd closes
@@ -299,17 +288,8 @@ func TestFloatModeStoresNoFingerprint(t *testing.T) {
 	trainCSV, testCSV := filepath.Join(dir, "train.csv"), filepath.Join(dir, "test.csv")
 	writeCSV(t, trainCSV, 40, 1)
 	writeCSV(t, testCSV, 10, 2)
-	e, err := cluster.StartEtcd(cluster.EtcdConfig{Dir: filepath.Join(dir, "etcd"),
-		ListenClientURLs: "http://127.0.0.1:0", ListenPeerURLs: "http://127.0.0.1:0", Fast: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	cli, err := clientv3.New(cluster.EtcdClientConfig(e.Endpoints(), zap.NewNop()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	e := clustertest.Etcd(t)
+	cli := clustertest.EtcdClient(t, e.Endpoints())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/ringtrain/ringtrain/checkpoint"
 	"github.com/ringtrain/ringtrain/cluster"
+	"github.com/ringtrain/ringtrain/cluster/clustertest"
 	"github.com/ringtrain/ringtrain/coordinator"
 	"github.com/ringtrain/ringtrain/train"
 )
@@ -132,12 +133,7 @@ func TestRingMatchesSingleProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	e, err := cluster.StartEtcd(cluster.EtcdConfig{Dir: filepath.Join(dir, "etcd"),
-		ListenClientURLs: "http://127.0.0.1:0", ListenPeerURLs: "http://127.0.0.1:0", Fast: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := clustertest.Etcd(t)
 	for _, n := range []int{1, 2, 3} {
 		c := cfg
 		c.CheckpointDir = filepath.Join(dir, fmt.Sprintf("ring%d", n))
