@@ -127,8 +127,12 @@ func (l crashLink) Send(ctx context.Context, m *Message) error {
 }
 
 func TestKillMidCollectiveGRPC(t *testing.T) {
-	for _, n := range []int{2, 4} {
-		t.Run(fmt.Sprintf("n=%d", n), func(t *testing.T) {
+	for _, c := range []struct {
+		n    int
+		kind int // into kinds
+	}{{2, 0}, {4, 0}, {3, 1}} {
+		n, k := c.n, kinds[c.kind]
+		t.Run(fmt.Sprintf("%s/n=%d", k.name, n), func(t *testing.T) {
 			ts := grpcCluster(t, n)
 			victim := 1
 			crash := &crashAfter{Transport: ts[victim], after: 5}
@@ -137,9 +141,7 @@ func TestKillMidCollectiveGRPC(t *testing.T) {
 			wrapped[victim] = crash
 			rings := buildRings(t, wrapped, seq(n), 1, fast)
 			start := time.Now()
-			errs := onAll(rings, func(rank int, r *Ring) error {
-				return r.AllReduce(context.Background(), intData(200000, rank))
-			})
+			errs := onAll(rings, func(rank int, r *Ring) error { return k.sum(r, 200000, rank) })
 			survivors := without(seq(n), victim)
 			for i, pe := range expectPeerErrors(t, errs, survivors, time.Since(start)) {
 				if pe.Rank != victim || pe.Addr != ts[victim].Addr() {
@@ -150,8 +152,8 @@ func TestKillMidCollectiveGRPC(t *testing.T) {
 				r.Close()
 			}
 			next := buildRings(t, ts, survivors, 2, nil)
-			checkAllReduce(t, next, 100003)
-			checkAllReduce(t, next, 1)
+			k.check(t, next, 100003)
+			k.check(t, next, 1)
 		})
 	}
 }

@@ -281,73 +281,20 @@ func TestMixedElementKindsFailMem(t *testing.T) {
 	}
 }
 
-// TestKillMidCollectiveInt64Mem is TestKillMidCollectiveMem for
-// AllReduceInt64: every survivor fails within the bound naming the killed
-// rank, the ring stays broken, and the next generation sums exactly.
-func TestKillMidCollectiveInt64Mem(t *testing.T) {
-	for _, victim := range []int{0, 2} {
-		t.Run(fmt.Sprintf("victim=%d", victim), func(t *testing.T) {
-			const n = 3
-			net, ts, addrs := memCluster(t, n)
-			rings := buildRings(t, ts, seq(n), 1, fast)
-			checkAllReduceInt64(t, rings, 5000)
-			var sent atomic.Int32
-			net.OnSend(func(from, to string, m *Message) {
-				if from == addrs[victim] && m.Kind == KindData && sent.Add(1) == 3 {
-					net.Kill(addrs[victim])
-				}
-			})
-			start := time.Now()
-			errs := onAll(rings, func(rank int, r *Ring) error {
-				return r.AllReduceInt64(context.Background(), int64Data(50_000, rank))
-			})
-			survivors := without(seq(n), victim)
-			for _, pe := range expectPeerErrors(t, errs, survivors, time.Since(start)) {
-				if pe.Rank != victim || pe.Addr != addrs[victim] {
-					t.Errorf("error names rank %d (%s), want the victim %d (%s)", pe.Rank, pe.Addr, victim, addrs[victim])
-				}
-			}
-			if errs[victim] == nil {
-				t.Errorf("the killed rank's own call succeeded")
-			}
-			if err := rings[survivors[0]].AllReduceInt64(context.Background(), []int64{1}); !errors.Is(err, ErrBroken) {
-				t.Errorf("AllReduceInt64 on a broken ring: %v, want ErrBroken", err)
-			}
-			net.OnSend(nil)
-			for _, r := range rings {
-				r.Close()
-			}
-			next := buildRings(t, ts, survivors, 2, nil)
-			checkAllReduceInt64(t, next, 1001)
-			checkAllReduceInt64(t, next, 3)
-		})
-	}
-}
-
-// TestKillMidCollectiveInt64GRPC: a rank that crashes mid-AllReduceInt64
-// over gRPC fails every survivor within the bound, naming it.
-func TestKillMidCollectiveInt64GRPC(t *testing.T) {
-	const n, victim = 3, 1
-	ts := grpcCluster(t, n)
-	crash := &crashAfter{Transport: ts[victim], after: 5}
-	defer crash.wg.Wait()
-	wrapped := slices.Clone(ts)
-	wrapped[victim] = crash
-	rings := buildRings(t, wrapped, seq(n), 1, fast)
-	start := time.Now()
-	errs := onAll(rings, func(rank int, r *Ring) error {
-		return r.AllReduceInt64(context.Background(), int64Data(200_000, rank))
-	})
-	survivors := without(seq(n), victim)
-	for i, pe := range expectPeerErrors(t, errs, survivors, time.Since(start)) {
-		if pe.Rank != victim || pe.Addr != ts[victim].Addr() {
-			t.Errorf("survivor %d names rank %d (%s), want %d (%s)", survivors[i], pe.Rank, pe.Addr, victim, ts[victim].Addr())
-		}
-	}
-	for _, r := range rings {
-		r.Close()
-	}
-	checkAllReduceInt64(t, buildRings(t, ts, survivors, 2, nil), 100_003)
+// kinds are the element kinds of a sum, for the failure tests that hold
+// for both: sum starts rank's l-element contribution, check verifies l
+// elements against a naive sum on every rank.
+var kinds = []struct {
+	name  string
+	sum   func(r *Ring, l, rank int) error
+	check func(t *testing.T, rings []*Ring, l int)
+}{
+	{"float32",
+		func(r *Ring, l, rank int) error { return r.AllReduce(context.Background(), intData(l, rank)) },
+		checkAllReduce},
+	{"int64",
+		func(r *Ring, l, rank int) error { return r.AllReduceInt64(context.Background(), int64Data(l, rank)) },
+		func(t *testing.T, rings []*Ring, l int) { t.Helper(); checkAllReduceInt64(t, rings, l) }},
 }
 
 func TestAllReduceInt64ClosedRing(t *testing.T) {

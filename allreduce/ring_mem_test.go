@@ -128,45 +128,46 @@ func TestBarrierMem(t *testing.T) {
 // collective; every survivor must fail naming it, then the survivors build
 // the next generation on the same transports and succeed.
 func TestKillMidCollectiveMem(t *testing.T) {
-	for _, n := range []int{2, 3, 5} {
-		for _, victim := range []int{0, n - 1} {
-			t.Run(fmt.Sprintf("n=%d/victim=%d", n, victim), func(t *testing.T) {
-				net, ts, addrs := memCluster(t, n)
-				rings := buildRings(t, ts, seq(n), 1, fast)
-				checkAllReduce(t, rings, 5000)
-				var sent atomic.Int32
-				net.OnSend(func(from, to string, m *Message) {
-					if from == addrs[victim] && m.Kind == KindData && sent.Add(1) == 3 {
-						net.Kill(addrs[victim])
+	for _, k := range kinds {
+		for _, n := range []int{2, 3, 5} {
+			for _, victim := range []int{0, n - 1} {
+				t.Run(fmt.Sprintf("%s/n=%d/victim=%d", k.name, n, victim), func(t *testing.T) {
+					net, ts, addrs := memCluster(t, n)
+					rings := buildRings(t, ts, seq(n), 1, fast)
+					k.check(t, rings, 5000)
+					var sent atomic.Int32
+					net.OnSend(func(from, to string, m *Message) {
+						if from == addrs[victim] && m.Kind == KindData && sent.Add(1) == 3 {
+							net.Kill(addrs[victim])
+						}
+					})
+					start := time.Now()
+					errs := onAll(rings, func(rank int, r *Ring) error { return k.sum(r, 50000, rank) })
+					survivors := without(seq(n), victim)
+					for _, pe := range expectPeerErrors(t, errs, survivors, time.Since(start)) {
+						if pe.Rank != victim || pe.Addr != addrs[victim] {
+							t.Errorf("error names rank %d (%s), want the victim %d (%s)", pe.Rank, pe.Addr, victim, addrs[victim])
+						}
 					}
-				})
-				start := time.Now()
-				errs := onAll(rings, func(rank int, r *Ring) error {
-					return r.AllReduce(context.Background(), intData(50000, rank))
-				})
-				survivors := without(seq(n), victim)
-				for _, pe := range expectPeerErrors(t, errs, survivors, time.Since(start)) {
-					if pe.Rank != victim || pe.Addr != addrs[victim] {
-						t.Errorf("error names rank %d (%s), want the victim %d (%s)", pe.Rank, pe.Addr, victim, addrs[victim])
+					if errs[victim] == nil {
+						t.Errorf("the killed rank's own call succeeded")
 					}
-				}
-				if errs[victim] == nil {
-					t.Errorf("the killed rank's own call succeeded")
-				}
-				// A broken ring stays broken.
-				if err := rings[survivors[0]].Barrier(context.Background()); !errors.Is(err, ErrBroken) {
-					t.Errorf("barrier on a broken ring: %v, want ErrBroken", err)
-				}
-				net.OnSend(nil)
-				for _, r := range rings {
-					r.Close()
-				}
-				if len(survivors) > 0 {
+					// A broken ring stays broken.
+					if err := rings[survivors[0]].Barrier(context.Background()); !errors.Is(err, ErrBroken) {
+						t.Errorf("barrier on a broken ring: %v, want ErrBroken", err)
+					}
+					if err := k.sum(rings[survivors[0]], 1, 0); !errors.Is(err, ErrBroken) {
+						t.Errorf("a sum on a broken ring: %v, want ErrBroken", err)
+					}
+					net.OnSend(nil)
+					for _, r := range rings {
+						r.Close()
+					}
 					next := buildRings(t, ts, survivors, 2, nil)
-					checkAllReduce(t, next, 1001)
-					checkAllReduce(t, next, 3)
-				}
-			})
+					k.check(t, next, 1001)
+					k.check(t, next, 3)
+				})
+			}
 		}
 	}
 }
