@@ -120,13 +120,7 @@ func TestLMRingIsBitIdentical(t *testing.T) {
 	}
 	for _, world := range []int{3, 2, 4} {
 		t.Run(fmt.Sprint(world), func(t *testing.T) {
-			reds := memRings(t, world)
-			steppers := make([]*Stepper, world)
-			states := make([]*State, world)
-			for r := range world {
-				states[r], _ = NewState(cfg, set)
-				steppers[r] = NewStepper(states[r], set, reds[r])
-			}
+			states, steppers := ringReplicas(t, cfg, set, world)
 			i := 0
 			got, _ := stepsToTarget(t, func() (Result, error) {
 				res := stepAll(t, steppers, make([]bool, world))
@@ -283,12 +277,7 @@ func TestLMControls(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	set, _ := dataset.Sine(40)
 	const world = 3
-	reds := memRings(t, world)
-	steppers := make([]*Stepper, world)
-	for r := range world {
-		st, _ := NewState(lmConfig(), set)
-		steppers[r] = NewStepper(st, set, reds[r])
-	}
+	_, steppers := ringReplicas(t, lmConfig(), set, world)
 	for _, votes := range [][]bool{{false, false, false}, {false, false, true}} {
 		for r, x := range stepAll(t, steppers, votes) {
 			if x.Leave != votes[2] || len(x.Compute) != world {

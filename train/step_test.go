@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ringtrain/ringtrain/allreduce"
+	"github.com/ringtrain/ringtrain/dataset"
 )
 
 // memRings builds one generation of n ranks on an in-memory network and
@@ -51,6 +52,22 @@ func memRings(t *testing.T, n int) []Reducer {
 		}
 	}
 	return reds
+}
+
+// ringReplicas is world replicas of cfg on set, each stepping through its
+// rank of one generation's in-memory ring.
+func ringReplicas(t *testing.T, cfg Config, set *dataset.Set, world int) ([]*State, []*Stepper) {
+	t.Helper()
+	reds := memRings(t, world)
+	states, steppers := make([]*State, world), make([]*Stepper, world)
+	for r := range world {
+		st, err := NewState(cfg, set)
+		if err != nil {
+			t.Fatal(err)
+		}
+		states[r], steppers[r] = st, NewStepper(st, set, reds[r])
+	}
+	return states, steppers
 }
 
 // stepAll runs one step on every rank concurrently; votes[r] is rank r's vote.
@@ -93,13 +110,7 @@ func TestStepperRingMatchesSingleProcess(t *testing.T) {
 		t.Run(fmt.Sprint(world), func(t *testing.T) {
 			ref, _ := NewState(cfg, set)
 			refStep := NewStepper(ref, set, SingleProcess{})
-			reds := memRings(t, world)
-			steppers := make([]*Stepper, world)
-			states := make([]*State, world)
-			for r := range world {
-				states[r], _ = NewState(cfg, set)
-				steppers[r] = NewStepper(states[r], set, reds[r])
-			}
+			states, steppers := ringReplicas(t, cfg, set, world)
 			for i := 0; i < 5; i++ {
 				want, err := refStep.Step(context.Background(), false)
 				if err != nil {
@@ -136,12 +147,7 @@ func testStepperControls(t *testing.T, exact bool) {
 	cfg := smallConfig()
 	cfg.Exact = exact
 	const world = 3
-	reds := memRings(t, world)
-	steppers := make([]*Stepper, world)
-	for r := range world {
-		st, _ := NewState(cfg, set)
-		steppers[r] = NewStepper(st, set, reds[r])
-	}
+	_, steppers := ringReplicas(t, cfg, set, world)
 	res := stepAll(t, steppers, []bool{false, false, false})
 	for r, x := range res {
 		if x.Leave {
@@ -291,13 +297,7 @@ func TestStepperExactIsBitIdenticalAtAnyWorkerCount(t *testing.T) {
 	}
 	for _, world := range []int{1, 2, 3, 4, 5} {
 		t.Run(fmt.Sprint(world), func(t *testing.T) {
-			reds := memRings(t, world)
-			steppers := make([]*Stepper, world)
-			states := make([]*State, world)
-			for r := range world {
-				states[r], _ = NewState(cfg, set)
-				steppers[r] = NewStepper(states[r], set, reds[r])
-			}
+			states, steppers := ringReplicas(t, cfg, set, world)
 			for i := range steps {
 				got := stepAll(t, steppers, make([]bool, world))
 				for r := range world {
