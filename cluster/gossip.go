@@ -34,6 +34,12 @@ type GossipConfig struct {
 	// LAN or loopback (probe every 200 ms, suspicion 400 ms). Off: the
 	// memberlist LAN defaults (several seconds).
 	Fast bool
+	// SecretKey is the run's gossip key (16, 24 or 32 bytes; see
+	// ParseGossipKey): every message is encrypted and authenticated with
+	// it, and a message without it is dropped, so a member without the key
+	// can neither join nor change what the keyed members see. Empty: plain
+	// gossip (only with --insecure).
+	SecretKey []byte
 	// Logger receives memberlist's own log lines (debug/info/warn/error);
 	// default zap.NewNop().
 	Logger *zap.Logger
@@ -111,6 +117,10 @@ func NewGossip(cfg GossipConfig) (*Gossip, error) {
 		mc.DeadNodeReclaimTime = 10 * time.Second
 	}
 	mc.Name = cfg.Name
+	if len(cfg.SecretKey) > 0 {
+		mc.SecretKey = cfg.SecretKey
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	}
 	mc.BindAddr = cfg.BindAddr
 	if mc.BindAddr == "" {
 		mc.BindAddr = "0.0.0.0"

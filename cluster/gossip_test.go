@@ -11,9 +11,16 @@ import (
 
 func startGossips(t *testing.T, n int) []*Gossip {
 	t.Helper()
+	return startKeyedGossips(t, n, nil)
+}
+
+// startKeyedGossips starts n members g0… sharing key (nil: plain gossip)
+// and waits until each sees all.
+func startKeyedGossips(t *testing.T, n int, key []byte) []*Gossip {
+	t.Helper()
 	var gs []*Gossip
 	for i := range n {
-		g, err := NewGossip(GossipConfig{Name: fmt.Sprintf("g%d", i), BindAddr: "127.0.0.1", Fast: true,
+		g, err := NewGossip(GossipConfig{Name: fmt.Sprintf("g%d", i), BindAddr: "127.0.0.1", Fast: true, SecretKey: key,
 			Logger: zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel))})
 		if err != nil {
 			t.Fatal(err)
