@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/ringtrain/ringtrain/cluster"
+	"github.com/ringtrain/ringtrain/internal/pki"
+	"github.com/ringtrain/ringtrain/internal/usage"
+)
+
+func init() {
+	register("certs", "create the run's CA and a certificate per worker and coordinator (mutual TLS)", runCerts)
+}
+
+const certsHelp = `Creates the run's certificate authority (a root and an intermediate, ECDSA P-256)
+and a key pair per identity, for mutual TLS between workers and coordinators.
+
+Layout of --out DIR:
+  DIR/ca.pem                     the run's root certificate, which every process trusts
+  DIR/ca/root-key.pem            the root's key (0600): keep it offline
+  DIR/ca/intermediate.pem        the intermediate certificate
+  DIR/ca/intermediate-key.pem    the intermediate's key (0600): signs the leaves
+  DIR/<role>/<id>/cert.pem       a leaf (then the intermediate), identity
+                                 spiffe://ringtrain/<run>/<role>/<id>, CN <role>:<id>
+  DIR/<role>/<id>/key.pem        its key (0600)
+  DIR/<role>/<id>/ca.pem         a copy of DIR/ca.pem
+where <role> is worker, coordinator or client. Give each process its own
+directory, and only that one: ringtrain worker --id w1 --tls-dir DIR/worker/w1.
+
+A CA already in DIR is reused: run again to add identities, or with --force to
+re-issue existing leaves (rotation; running processes pick up rewritten files at
+their next handshake). Without --force an existing file is an error.`
+
+// certsFlags are `ringtrain certs`' flags.
+type certsFlags struct {
+	out          string
+	run          string
+	workers      int
+	workerIDs    listFlag
+	coordinators listFlag
+	clients      listFlag
+	leafTTL      time.Duration
+	force        bool
+}
+
+// listFlag is a comma-separated list of names.
+type listFlag []string
+
+func (f *listFlag) String() string { return (*etcdFlag)(f).String() }
+func (f *listFlag) Set(s string) error {
+	return (*etcdFlag)(f).Set(s)
+}
+
+func (c *certsFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.out, "out", "", "directory to write (see the layout above)")
+	fs.StringVar(&c.run, "run", cluster.DefaultRun, "run name, recorded in every identity")
+	fs.IntVar(&c.workers, "workers", 0, "issue worker certificates for worker-1 … worker-N (the IDs ringtrain local uses)")
+	fs.Var(&c.workerIDs, "worker-ids", "issue worker certificates for these worker IDs, comma-separated (each worker's --id)")
+	fs.Var(&c.coordinators, "coordinators", "issue coordinator certificates for these IDs, comma-separated (each coordinator's --id)")
+	fs.Var(&c.clients, "clients", "issue client certificates for these names, comma-separated (tools, operators)")
+	fs.DurationVar(&c.leafTTL, "leaf-ttl", pki.DefaultLeafTTL, "lifetime of the issued leaves")
+	fs.BoolVar(&c.force, "force", false, "overwrite existing leaf files (re-issue them)")
+}
+
+// identities lists what to issue, checking each name.
+func (c *certsFlags) identities() ([]pki.Identity, error) {
+	var ids []pki.Identity
+	add := func(flag string, role pki.Role, names []string) error {
+		for _, n := range names {
+			id := pki.Identity{Run: c.run, Role: role, ID: n}
+			if err := id.Validate(); err != nil {
+				return usage.Errorf("%s: %q cannot name a certificate: use letters, digits, '-', '_' or '.'", flag, n)
+			}
+			ids = append(ids, id)
+		}
+		return nil
+	}
+	for i := 1; i <= c.workers; i++ {
+		ids = append(ids, pki.Worker(c.run, "worker-"+strconv.Itoa(i)))
+	}
+	for _, step := range []struct {
+		flag  string
+		role  pki.Role
+		names []string
+	}{{"--worker-ids", pki.RoleWorker, c.workerIDs}, {"--coordinators", pki.RoleCoordinator, c.coordinators}, {"--clients", pki.RoleClient, c.clients}} {
+		if err := add(step.flag, step.role, step.names); err != nil {
+			return nil, err
+		}
+	}
+	return ids, nil
+}
+
+func runCerts(ctx context.Context, e *env, args []string) error {
+	fs := e.newFlagSet(certsHelp)
+	var c certsFlags
+	c.register(fs)
+	if err := usage.ParseFlags(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case c.out == "":
+		return usage.Errorf("--out is required: the directory to write, e.g. --out certs")
+	case c.workers < 0:
+		return usage.Errorf("--workers %d must not be negative", c.workers)
+	case c.leafTTL < time.Minute:
+		return usage.Errorf("--leaf-ttl %v is too short; give at least 1m, e.g. --leaf-ttl 24h", c.leafTTL)
+	}
+	if err := (pki.Identity{Run: c.run, Role: pki.RoleClient, ID: "x"}).Validate(); err != nil {
+		return usage.Errorf("--run %q cannot name a certificate: use letters, digits, '-', '_' or '.'", c.run)
+	}
+	ids, err := c.identities()
+	if err != nil {
+		return err
+	}
+	if len(ids) == 0 {
+		fmt.Fprintln(e.stderr, "ringtrain certs: no --workers, --worker-ids, --coordinators or --clients: writing the CA only")
+	}
+	files, reused, err := issueCerts(c.out, c.run, ids, pki.IssueOptions{TTL: c.leafTTL}, c.force)
+	if err != nil {
+		return err
+	}
+	if reused {
+		fmt.Fprintf(e.stderr, "ringtrain certs: reusing the CA in %s\n", c.out)
+	}
+	for _, f := range files {
+		fmt.Fprintln(e.stdout, f.Path)
+	}
+	return nil
+}
+
+// issueCerts writes (or reuses) the CA under dir and a leaf per identity,
+// and returns the files written; an existing file without force is a usage
+// error naming it.
+func issueCerts(dir, run string, ids []pki.Identity, opt pki.IssueOptions, force bool) (written []pki.File, reused bool, err error) {
+	auth, err := pki.LoadAuthorityDir(dir)
+	var files []pki.File
+	switch {
+	case err == nil:
+		reused = true
+		if auth.Run != run {
+			return nil, false, usage.Errorf("--out %s holds the CA of run %q, not --run %q; give --run %s or another --out", dir, auth.Run, run, auth.Run)
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		if _, serr := os.Stat(filepath.Join(dir, pki.RootFile)); serr == nil {
+			return nil, false, usage.Errorf("--out %s has %s but not the intermediate's files (%s, %s); give an empty --out", dir, pki.RootFile, pki.IntermediateFile, pki.IntermediateKeyFile)
+		}
+		if auth, err = pki.NewAuthority(run, time.Now(), 0, 0); err != nil {
+			return nil, false, err
+		}
+		files = auth.CAFiles(dir)
+	default:
+		return nil, false, usage.Errorf("--out %s: cannot load its CA: %v", dir, err)
+	}
+	leaves, err := auth.LeafFiles(dir, ids, opt)
+	if err != nil {
+		return nil, false, err
+	}
+	files = append(files, leaves...)
+	if err := pki.WriteFiles(files, force); err != nil {
+		var ex *pki.ExistsError
+		if errors.As(err, &ex) {
+			return nil, false, usage.Errorf("%s exists; pass --force to overwrite it, or another --out", ex.Path)
+		}
+		return nil, false, err
+	}
+	return files, reused, nil
+}
