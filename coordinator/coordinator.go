@@ -48,9 +48,12 @@ type Status struct {
 	// Generation is the last one this coordinator published or found when
 	// it won leadership (zero on a standby that never led).
 	Generation cluster.Generation `json:"generation"`
-	// Workers are the registered workers; Failed those gossip declared dead.
-	Workers []cluster.WorkerInfo `json:"workers"`
-	Failed  map[string]bool      `json:"failed,omitempty"`
+	// Workers are the registered workers; Failed those excluded as dead
+	// (gossip's verdict, confirmed by a failed collective), Suspected those
+	// gossip declared dead without confirmation (still in the ring).
+	Workers   []cluster.WorkerInfo `json:"workers"`
+	Failed    map[string]bool      `json:"failed,omitempty"`
+	Suspected map[string]bool      `json:"suspected,omitempty"`
 	// Events are the latest events this coordinator recorded, oldest first.
 	Events []cluster.Event `json:"events"`
 	// Addresses actually bound (useful with port 0).
@@ -339,7 +342,7 @@ func (l *loop) run(ctx context.Context) error {
 				gossipEvents = nil
 				continue
 			}
-			if ev.Kind == cluster.MemberLeave {
+			if ev.Kind == cluster.MemberLeave { // a suspicion: the core waits for a confirmation
 				l.step(ctx, GossipFailed{Name: ev.Name})
 			} else {
 				l.step(ctx, GossipAlive{Name: ev.Name})
@@ -425,9 +428,9 @@ func (l *loop) step(ctx context.Context, in Input) {
 			}
 		}
 	}
-	ws, failed := l.core.Registered()
+	ws, failed, suspected := l.core.Registered()
 	l.c.updateStatus(func(s *Status) {
-		s.Workers, s.Failed = ws, failed
+		s.Workers, s.Failed, s.Suspected = ws, failed, suspected
 		s.Events = slices.Clone(l.recordedEv)
 	})
 }

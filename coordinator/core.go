@@ -19,9 +19,15 @@ import (
 //
 // Membership rules:
 //   - A worker is eligible when it is registered (workers/<id> exists) and
-//     gossip has not declared it failed. A gossip failure excludes it at
-//     once, even while its lease lives; it is eligible again when gossip sees
-//     it alive or it registers again with a new Started (a new process).
+//     not failed. Gossip alone never evicts a worker (every member holds
+//     the gossip key, so a "dead" report may be false): gossip's verdict
+//     makes it suspected, and a suspected member of the current ring is
+//     failed, and excluded, only once a member reports that the current
+//     generation failed (a failed collective), before or after the
+//     verdict; its lease lapsing (WorkerDown) removes it in any case. A
+//     suspected worker outside the ring is not seated. Either mark ends
+//     when gossip sees it alive or it registers again with a new Started
+//     (a new process).
 //   - Ring order is stable: members of the last ring keep their relative
 //     order, newcomers are appended in (Started, ID) order (first come,
 //     first seated). Survivors therefore keep their neighbours where they
@@ -123,9 +129,13 @@ type Core struct {
 	cfg CoreConfig
 
 	registered map[string]cluster.WorkerInfo
-	// failed marks gossip failures: name → the Started of the registration
-	// gossip declared failed (zero if it was not registered then).
-	failed map[string]time.Time
+	// suspected marks gossip's unconfirmed verdicts and failed the
+	// confirmed ones: name → the Started of the registration gossip
+	// declared dead (zero if it was not registered then).
+	suspected map[string]time.Time
+	failed    map[string]time.Time
+	// ringFailed is the generation a member last reported failed.
+	ringFailed uint64
 
 	leader bool
 	// The last published generation (or the one found in etcd).
@@ -154,7 +164,8 @@ func NewCore(cfg CoreConfig) *Core {
 	if cfg.MinWorkers < 1 {
 		cfg.MinWorkers = 1
 	}
-	return &Core{cfg: cfg, registered: map[string]cluster.WorkerInfo{}, failed: map[string]time.Time{}, started: map[string]time.Time{}}
+	return &Core{cfg: cfg, registered: map[string]cluster.WorkerInfo{}, suspected: map[string]time.Time{},
+		failed: map[string]time.Time{}, started: map[string]time.Time{}}
 }
 
 // IsLeader reports whether the core acts.
@@ -165,18 +176,20 @@ func (c *Core) Generation() (cluster.Generation, bool) {
 	return cluster.Generation{Gen: c.gen, Members: slices.Clone(c.members), Leader: c.cfg.ID}, c.found
 }
 
-// Registered are the registered workers by ID, with whether gossip marks
-// each failed.
-func (c *Core) Registered() (workers []cluster.WorkerInfo, failed map[string]bool) {
-	failed = map[string]bool{}
+// Registered are the registered workers by ID, with those that failed
+// (gossip's verdict, confirmed) and those gossip suspects (unconfirmed).
+func (c *Core) Registered() (workers []cluster.WorkerInfo, failed, suspected map[string]bool) {
+	failed, suspected = map[string]bool{}, map[string]bool{}
 	for id, w := range c.registered {
 		workers = append(workers, w)
 		if c.isFailed(id) {
 			failed[id] = true
+		} else if c.isSuspected(id) {
+			suspected[id] = true
 		}
 	}
 	sort.Slice(workers, func(i, j int) bool { return workers[i].ID < workers[j].ID })
-	return workers, failed
+	return workers, failed, suspected
 }
 
 // Step feeds one input and returns the actions to perform, in order.
@@ -188,6 +201,9 @@ func (c *Core) Step(in Input) []Action {
 		c.registered[in.Info.ID] = in.Info
 		if f, ok := c.failed[in.Info.ID]; ok && !f.Equal(in.Info.Started) {
 			delete(c.failed, in.Info.ID) // a new process
+		}
+		if f, ok := c.suspected[in.Info.ID]; ok && !f.Equal(in.Info.Started) {
+			delete(c.suspected, in.Info.ID)
 		}
 		switch {
 		case !had:
@@ -212,19 +228,31 @@ func (c *Core) Step(in Input) []Action {
 			}
 		}
 	case GossipFailed:
-		if c.isFailed(in.Name) {
+		if c.isFailed(in.Name) || c.isSuspected(in.Name) {
 			break
 		}
-		c.failed[in.Name] = c.registered[in.Name].Started
-		if _, ok := c.registered[in.Name]; ok {
-			acts = c.event(acts, "failed", in.Name, "gossip: unreachable", "")
+		c.suspected[in.Name] = c.registered[in.Name].Started
+		if _, ok := c.registered[in.Name]; !ok {
+			break
+		}
+		if c.leader && c.found && c.ringFailed == c.gen && c.inRing(in.Name) {
+			acts = c.confirm(acts, in.Name)
+		} else if c.leader {
+			acts = append(acts, RecordEvent{Event: cluster.Event{Kind: "suspected", Who: in.Name, Gen: c.gen,
+				Detail: "gossip: unreachable; excluded if a collective fails or its lease lapses"}})
 		}
 	case GossipAlive:
-		if _, ok := c.failed[in.Name]; ok {
-			delete(c.failed, in.Name)
-			if _, reg := c.registered[in.Name]; reg {
-				acts = c.event(acts, "recovered", in.Name, "gossip: alive again", "")
-			}
+		_, wasFailed := c.failed[in.Name]
+		_, wasSuspected := c.suspected[in.Name]
+		delete(c.failed, in.Name)
+		delete(c.suspected, in.Name)
+		_, reg := c.registered[in.Name]
+		switch {
+		case !reg:
+		case wasFailed || wasSuspected && !c.inRing(in.Name):
+			acts = c.event(acts, "recovered", in.Name, "gossip: alive again", "")
+		case wasSuspected && c.leader: // it never left the ring
+			acts = append(acts, RecordEvent{Event: cluster.Event{Kind: "recovered", Who: in.Name, Gen: c.gen, Detail: "gossip: alive again"}})
 		}
 	case RingFailed:
 		f := in.Failure
@@ -232,13 +260,21 @@ func (c *Core) Step(in Input) []Action {
 			return nil // stale, a duplicate, or not ours to act on
 		}
 		c.force = true
+		c.ringFailed = f.Gen
 		detail := "ring failed: " + f.Error
 		if f.Suspect != "" {
 			detail += " (suspect " + f.Suspect + ")"
 		}
 		acts = append(acts, RecordEvent{Event: cluster.Event{Kind: "failed", Who: f.Reporter, Gen: f.Gen, Detail: detail}})
 		c.changes = append(c.changes, fmt.Sprintf("gen %d failed on %s", f.Gen, f.Reporter))
-		if c.pending == 0 {
+		for _, m := range c.members {
+			if c.isSuspected(m.ID) {
+				acts = c.confirm(acts, m.ID)
+			}
+		}
+		if c.differs() {
+			c.schedule() // a member is out: the membership change's shorter wait
+		} else if c.pending == 0 {
 			c.pending = c.cfg.FailureDelayTicks
 		}
 		return acts
@@ -256,7 +292,7 @@ func (c *Core) Step(in Input) []Action {
 		for _, m := range c.members {
 			c.order = append(c.order, m.ID)
 		}
-		c.pending, c.waited, c.changes, c.force = 0, 0, nil, false
+		c.pending, c.waited, c.changes, c.force, c.ringFailed = 0, 0, nil, false, 0
 		acts = append(acts, RecordEvent{Event: cluster.Event{Kind: "leader", Who: c.cfg.ID, Gen: c.gen,
 			Detail: fmt.Sprintf("leading from %s", in.Current)}})
 		if !c.found || c.differs() {
@@ -292,13 +328,31 @@ func (c *Core) Step(in Input) []Action {
 	return acts
 }
 
-func (c *Core) isFailed(name string) bool {
-	f, ok := c.failed[name]
+func (c *Core) isFailed(name string) bool { return c.marked(c.failed, name) }
+
+func (c *Core) isSuspected(name string) bool { return c.marked(c.suspected, name) }
+
+// marked reports whether marks holds name for its registered process.
+func (c *Core) marked(marks map[string]time.Time, name string) bool {
+	f, ok := marks[name]
 	if !ok {
 		return false
 	}
 	w, reg := c.registered[name]
 	return !reg || f.IsZero() || f.Equal(w.Started)
+}
+
+// inRing reports whether name is a member of the last published ring.
+func (c *Core) inRing(name string) bool {
+	return slices.ContainsFunc(c.members, func(m cluster.Member) bool { return m.ID == name })
+}
+
+// confirm turns gossip's suspicion of a ring member into a failure: the
+// current generation failed while gossip says the member is dead.
+func (c *Core) confirm(acts []Action, name string) []Action {
+	c.failed[name] = c.suspected[name]
+	delete(c.suspected, name)
+	return c.event(acts, "failed", name, fmt.Sprintf("gossip: unreachable, and generation %d failed", c.gen), "")
 }
 
 // event records a membership event (only the leader writes the log) and
@@ -324,7 +378,7 @@ func (c *Core) schedule() {
 func (c *Core) desired() (ring []cluster.Member, seated []string) {
 	eligible := map[string]cluster.WorkerInfo{}
 	for id, w := range c.registered {
-		if !c.isFailed(id) {
+		if !c.isFailed(id) && (!c.isSuspected(id) || c.inRing(id)) {
 			eligible[id] = w
 		}
 	}

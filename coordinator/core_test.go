@@ -111,12 +111,15 @@ func replay(t *testing.T, script string) string {
 				acts = append(acts, core.Step(Tick{})...)
 			}
 		case "state":
-			ws, failed := core.Registered()
+			ws, failed, suspected := core.Registered()
 			var parts []string
 			for _, w := range ws {
 				s := w.ID
 				if failed[w.ID] {
 					s += "(failed)"
+				}
+				if suspected[w.ID] {
+					s += "(suspected)"
 				}
 				parts = append(parts, s)
 			}
