@@ -32,6 +32,13 @@ type Config struct {
 	// GossipFast tunes memberlist to declare a dead member in about 1 s
 	// (see GossipConfig.Fast); off: memberlist's LAN timings (several s).
 	GossipFast bool
+	// GossipKeyFile holds the run's gossip key, which every coordinator
+	// and worker of the run shares (format: cluster.ParseGossipKey).
+	GossipKeyFile string
+	// GossipKey is the key itself; it wins over GossipKeyFile (tests).
+	GossipKey []byte
+	// Insecure allows running without the run's secrets (plain gossip).
+	Insecure bool
 	// CheckpointDir is the workers' checkpoint root as mounted on this
 	// machine, if it is: the dashboard then shows the latest checkpoint's
 	// path and seeds its curves from it. Empty: neither.
@@ -90,6 +97,7 @@ func TestConfig(etcd []string, run, id string) Config {
 	c.Tick = 20 * time.Millisecond
 	c.LeaseTTL = 2 * time.Second
 	c.DialTimeout = 2 * time.Second
+	c.GossipKey = cluster.NewGossipKey()
 	return c
 }
 
@@ -110,6 +118,11 @@ func (c Config) Validate() error {
 	if c.GossipAdvertise != "" {
 		if _, _, err := net.SplitHostPort(c.GossipAdvertise); err != nil {
 			return usage.Errorf("--gossip-advertise %q: %v; use HOST:PORT", c.GossipAdvertise, err)
+		}
+	}
+	if c.GossipKeyFile == "" {
+		if err := cluster.CheckGossipKey(c.GossipKey, c.Insecure); err != nil {
+			return err
 		}
 	}
 	if c.Tick <= 0 {

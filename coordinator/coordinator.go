@@ -68,6 +68,13 @@ func New(cfg Config) (*Coordinator, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if len(cfg.GossipKey) == 0 && cfg.GossipKeyFile != "" {
+		k, err := cluster.ReadGossipKeyFile("--gossip-key-file", cfg.GossipKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.GossipKey = k
+	}
 	lg := cfg.Logger
 	if lg == nil {
 		lg = zap.NewNop()
@@ -194,7 +201,7 @@ func (c *Coordinator) gossipConfig() cluster.GossipConfig {
 	host, port, _ := net.SplitHostPort(c.cfg.GossipBind)
 	p, _ := strconv.Atoi(port)
 	gc := cluster.GossipConfig{Name: cluster.GossipName(c.cfg.ID), BindAddr: host, BindPort: p, Fast: c.cfg.GossipFast,
-		Logger: c.log.Named("gossip")}
+		SecretKey: c.cfg.GossipKey, Logger: c.log.Named("gossip")}
 	if c.cfg.GossipAdvertise != "" {
 		ah, ap, _ := net.SplitHostPort(c.cfg.GossipAdvertise)
 		gc.AdvertiseAddr = ah

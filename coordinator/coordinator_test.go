@@ -3,7 +3,9 @@ package coordinator
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/ringtrain/ringtrain/cluster"
+	"github.com/ringtrain/ringtrain/internal/usage"
 	"github.com/ringtrain/ringtrain/train"
 )
 
@@ -270,24 +273,32 @@ func TestCoordinatorBounds(t *testing.T) {
 	}
 }
 
-// TestCoordinatorGossipExclusion: a worker whose gossip dies is excluded
-// from the ring long before its (long) lease would expire.
-func TestCoordinatorGossipExclusion(t *testing.T) {
+// TestCoordinatorGossipSuspicion: gossip's "dead" alone (a member that
+// stops answering, a spoofed verdict) changes no generation while the
+// worker's lease lives and no collective failed; a member's report that the
+// generation failed then excludes it at once, long before its lease would
+// lapse. A gossip member without the run's key is never let in.
+func TestCoordinatorGossipSuspicion(t *testing.T) {
 	run := "gossip"
 	e, cl, gens := startRun(t, run)
-	c, _ := runCoordinator(t, TestConfig(e.Endpoints(), run, "c1"))
+	cfg := TestConfig(e.Endpoints(), run, "c1")
+	c, _ := runCoordinator(t, cfg)
 	waitFor(t, 10*time.Second, "c1 leads", c.IsLeader)
 	coords, err := cl.Coordinators(context.Background())
 	if err != nil || len(coords) != 1 || coords[0].Gossip == "" {
 		t.Fatalf("coordinators %+v %v", coords, err)
 	}
-	var gs []*cluster.Gossip
-	for _, id := range []string{"w1", "w2"} {
-		g, err := cluster.NewGossip(cluster.GossipConfig{Name: id, BindAddr: "127.0.0.1", Fast: true})
+	gossip := func(id string, key []byte) *cluster.Gossip {
+		g, err := cluster.NewGossip(cluster.GossipConfig{Name: id, BindAddr: "127.0.0.1", Fast: true, SecretKey: key})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { g.Close() })
+		return g
+	}
+	var gs []*cluster.Gossip
+	for _, id := range []string{"w1", "w2", "w3"} {
+		g := gossip(id, cfg.GossipKey)
 		if _, err := g.Join([]string{coords[0].Gossip}); err != nil {
 			t.Fatal(err)
 		}
@@ -298,17 +309,37 @@ func TestCoordinatorGossipExclusion(t *testing.T) {
 		}
 		t.Cleanup(func() { r.Close() })
 	}
-	gens.until(10*time.Second, "w1", "w2")
-	start := time.Now()
-	gs[1].Shutdown() // w2 crashes; its lease lives on for a minute
-	gens.until(10*time.Second, "w1")
-	t.Logf("gossip failure to new generation: %v", time.Since(start).Round(time.Millisecond))
-	if ws, _ := cl.Workers(context.Background()); len(ws) != 2 {
-		t.Fatalf("w2's registration should still exist: %+v", ws)
+	g := gens.until(10*time.Second, "w1", "w2", "w3")
+
+	if _, err := gossip("intruder", nil).Join([]string{coords[0].Gossip}); err == nil {
+		t.Error("a gossip member without the key joined the coordinator")
 	}
-	st := c.Status()
-	if !st.Failed["w2"] {
-		t.Errorf("status does not mark w2 failed: %+v", st.Failed)
+	gs[1].Shutdown() // w2 stops answering gossip; its lease lives on for a minute
+	gs[2].Close()    // w3 announces that it leaves, and its lease lives on too
+	waitFor(t, 10*time.Second, "w2 and w3 suspected", func() bool {
+		st := c.Status()
+		return st.Suspected["w2"] && st.Suspected["w3"]
+	})
+	select {
+	case g2 := <-gens.gens:
+		t.Fatalf("gossip alone made %s (%q)", g2, g2.Reason)
+	case <-time.After(time.Second): // 50 ticks
+	}
+	if st := c.Status(); len(st.Failed) != 0 || st.Generation.Gen != g.Gen {
+		t.Fatalf("status %+v, want no failed worker and gen %d", st, g.Gen)
+	}
+	if c.Status().Suspected["intruder"] {
+		t.Error("the intruder reached the coordinator's gossip")
+	}
+
+	start := time.Now()
+	if err := cl.ReportFailure(context.Background(), cluster.Failure{Reporter: "w1", Gen: g.Gen, Suspect: "w2", Error: "recv chunk 1 from rank 1: timeout"}); err != nil {
+		t.Fatal(err)
+	}
+	gens.until(10*time.Second, "w1")
+	t.Logf("failure report to new generation: %v", time.Since(start).Round(time.Millisecond))
+	if st := c.Status(); !st.Failed["w2"] || !st.Failed["w3"] {
+		t.Errorf("status does not mark w2 and w3 failed: %+v", st.Failed)
 	}
 }
 
@@ -352,6 +383,8 @@ func TestConfigValidate(t *testing.T) {
 		{"bad gossip", func(c *Config) { c.GossipBind = "nope" }},
 		{"short ttl", func(c *Config) { c.LeaseTTL = time.Millisecond }},
 		{"max below min", func(c *Config) { c.Spec.MinWorkers, c.Spec.MaxWorkers = 3, 2 }},
+		{"no gossip key", func(c *Config) { c.GossipKey = nil }},
+		{"short gossip key", func(c *Config) { c.GossipKey = make([]byte, 8) }},
 	} {
 		cfg := TestConfig([]string{"127.0.0.1:1"}, "r", "c")
 		tc.mod(&cfg)
@@ -362,8 +395,19 @@ func TestConfigValidate(t *testing.T) {
 	if err := TestConfig([]string{"x:1"}, "r", "c").Validate(); err != nil {
 		t.Errorf("TestConfig invalid: %v", err)
 	}
-	if err := DefaultConfig().Validate(); err != nil {
-		t.Errorf("DefaultConfig invalid: %v", err)
+	err := DefaultConfig().Validate()
+	if !usage.Is(err) || !strings.Contains(err.Error(), "--gossip-key-file") {
+		t.Errorf("DefaultConfig without a key: %v, want a usage error naming --gossip-key-file", err)
+	}
+	insecure := DefaultConfig()
+	insecure.Insecure = true
+	if err := insecure.Validate(); err != nil {
+		t.Errorf("DefaultConfig with Insecure invalid: %v", err)
+	}
+	withFile := DefaultConfig()
+	withFile.GossipKeyFile = filepath.Join(t.TempDir(), "missing")
+	if _, err := New(withFile); !usage.Is(err) || !strings.Contains(err.Error(), withFile.GossipKeyFile) {
+		t.Errorf("New with a missing key file: %v, want a usage error naming it", err)
 	}
 }
 
