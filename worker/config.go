@@ -26,6 +26,13 @@ type Config struct {
 	// GossipListen and GossipAdvertise are the memberlist addresses.
 	GossipListen    string
 	GossipAdvertise string
+	// GossipKeyFile holds the run's gossip key, which every coordinator
+	// and worker of the run shares (format: cluster.ParseGossipKey).
+	GossipKeyFile string
+	// GossipKey is the key itself; it wins over GossipKeyFile (tests).
+	GossipKey []byte
+	// Insecure allows running without the run's secrets (plain gossip).
+	Insecure bool
 	// HTTPAddr serves /metrics and /healthz; empty disables it.
 	HTTPAddr string
 	// CheckpointDir is where checkpoints are written (rank 0) and read on a
@@ -83,6 +90,9 @@ func (c Config) Validate() error {
 		return usage.Errorf("--lease-ttl %v must be at least 1s", c.LeaseTTL)
 	case c.Threads < 0:
 		return usage.Errorf("--threads %d must not be negative", c.Threads)
+	}
+	if c.GossipKeyFile == "" {
+		return cluster.CheckGossipKey(c.GossipKey, c.Insecure)
 	}
 	return nil
 }

@@ -18,7 +18,8 @@ func (w *Worker) startGossip(ctx context.Context) (*cluster.Gossip, error) {
 	if err != nil {
 		return nil, err
 	}
-	gc := cluster.GossipConfig{Name: w.cfg.ID, BindAddr: bindHost, BindPort: bindPort, Fast: w.cfg.FastGossip, Logger: w.log.Named("gossip")}
+	gc := cluster.GossipConfig{Name: w.cfg.ID, BindAddr: bindHost, BindPort: bindPort, Fast: w.cfg.FastGossip,
+		SecretKey: w.cfg.GossipKey, Logger: w.log.Named("gossip")}
 	if w.cfg.GossipAdvertise != "" {
 		if gc.AdvertiseAddr, gc.AdvertisePort, err = splitHostPort("--gossip-advertise", w.cfg.GossipAdvertise); err != nil {
 			return nil, err

@@ -78,6 +78,13 @@ func New(cfg Config) (*Worker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if len(cfg.GossipKey) == 0 && cfg.GossipKeyFile != "" {
+		k, err := cluster.ReadGossipKeyFile("--gossip-key-file", cfg.GossipKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.GossipKey = k
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}

@@ -70,6 +70,7 @@ func runCluster(t *testing.T, etcd []string, run string, cfg train.Config, n int
 	for i := 0; i < n; i++ {
 		wc := DefaultConfig()
 		wc.Etcd, wc.Run, wc.ID = etcd, run, fmt.Sprintf("w%d", i)
+		wc.GossipKey = cc.GossipKey
 		wc.Listen, wc.GossipListen, wc.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", ""
 		wc.PeerTimeout, wc.LeaseTTL = 2*time.Second, 2*time.Second
 		wc.Data, wc.CheckpointDir = cfg.Data, cfg.CheckpointDir
