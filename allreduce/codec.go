@@ -136,7 +136,7 @@ func decodeChunkTo(r *sliceReader, c *ringtrainpb.Chunk, inPlace func(n int) err
 			return err
 		}
 		num, typ := protowire.DecodeTag(tag)
-		if typ == protowire.VarintType && num >= 2 && num <= 7 || num == 9 {
+		if typ == protowire.VarintType && (num >= 2 && num <= 7 || num == 9) {
 			v, err := r.varint()
 			if err != nil {
 				return err
