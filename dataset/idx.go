@@ -60,13 +60,52 @@ func readMapped[T any](r io.Reader, total int, table *[256]T, what string) ([]T,
 	return out, nil
 }
 
+// readBytes reads the total payload bytes that follow an IDX header. Its
+// buffer starts at no more than 16 MiB and doubles, up to total, as data
+// arrives, so that a lying header cannot force a huge allocation and a true
+// one costs few copies (MNIST's 47 MB: two). A short read is reported by
+// readErr as a truncated `what`.
+func readBytes(r io.Reader, total int, what string) ([]byte, error) {
+	out := make([]byte, min(total, 1<<24))
+	got := 0
+	for {
+		k, err := io.ReadFull(r, out[got:])
+		got += k
+		if err != nil {
+			return nil, readErr(err, what, total, got)
+		}
+		if got == total {
+			return out, nil
+		}
+		grown := make([]byte, min(total, 2*len(out)))
+		copy(grown, out)
+		out = grown
+	}
+}
+
 // ReadIDXImages reads an IDX3 unsigned-byte image file, gzip-compressed or
 // raw (gzip is recognised by its 0x1f8b prefix). It returns the pixels as
 // [n, rows*cols] row-major float32 values scaled to [0, 1] by dividing by
 // 255. The file must hold exactly the bytes its header announces; anything
 // else is an error wrapping ErrCorrupt that says what was expected and what
-// was found.
+// was found. ReadIDXImageBytes reads the same files into a quarter of the
+// memory.
 func ReadIDXImages(r io.Reader) (x []float32, n, rows, cols int, err error) {
+	pix, n, rows, cols, err := ReadIDXImageBytes(r)
+	if err != nil {
+		return nil, 0, 0, 0, err
+	}
+	x = make([]float32, len(pix))
+	for i, b := range pix {
+		x[i] = pixelScale[b]
+	}
+	return x, n, rows, cols, nil
+}
+
+// ReadIDXImageBytes is ReadIDXImages returning the pixels as read, one byte
+// each in [0, 255], [n, rows*cols] row-major; pixel b stands for the feature
+// float32(b)/255 (a Set with ByteScale 255).
+func ReadIDXImageBytes(r io.Reader) (pix []byte, n, rows, cols int, err error) {
 	br, err := decompress(r)
 	if err != nil {
 		return nil, 0, 0, 0, err
@@ -94,14 +133,14 @@ func ReadIDXImages(r io.Reader) (x []float32, n, rows, cols int, err error) {
 	}
 	n, rows, cols = int(n64), int(r64), int(c64)
 	total := n * rows * cols
-	x, err = readMapped(br, total, &pixelScale, fmt.Sprintf("pixels of %d images of %dx%d", n, rows, cols))
+	pix, err = readBytes(br, total, fmt.Sprintf("pixels of %d images of %dx%d", n, rows, cols))
 	if err != nil {
 		return nil, 0, 0, 0, err
 	}
 	if err := expectEOF(br, "IDX image file", 16+total); err != nil {
 		return nil, 0, 0, 0, err
 	}
-	return x, n, rows, cols, nil
+	return pix, n, rows, cols, nil
 }
 
 // ReadIDXLabels reads an IDX1 unsigned-byte label file, gzip-compressed or

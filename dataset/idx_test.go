@@ -90,6 +90,25 @@ func TestReadIDXImagesLarge(t *testing.T) {
 	}
 }
 
+func TestReadIDXImageBytes(t *testing.T) {
+	// More than the 16 MiB first buffer, so it grows (twice) as it reads.
+	const n, rows, cols = 22000, 28, 28
+	pixels := testPixels(n, rows, cols)
+	pix, gn, gr, gc, err := ReadIDXImageBytes(bytes.NewReader(idxImages(t, n, rows, cols, pixels)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gn != n || gr != rows || gc != cols || !bytes.Equal(pix, pixels) {
+		t.Fatalf("dims %d,%d,%d and %d bytes, want %d,%d,%d and the %d written", gn, gr, gc, len(pix), n, rows, cols, len(pixels))
+	}
+	truncated := idxImages(t, n, rows, cols, pixels)
+	truncated = truncated[:len(truncated)-1]
+	if _, _, _, _, err := ReadIDXImageBytes(bytes.NewReader(truncated)); !errors.Is(err, ErrCorrupt) ||
+		!strings.Contains(err.Error(), "want 17248000 bytes") || !strings.Contains(err.Error(), "found 17247999") {
+		t.Fatalf("truncated after the buffer grew: err = %v", err)
+	}
+}
+
 func TestReadIDXImagesEmpty(t *testing.T) {
 	x, n, _, _, err := ReadIDXImages(bytes.NewReader(idxImages(t, 0, 28, 28, nil)))
 	if err != nil || n != 0 || len(x) != 0 {

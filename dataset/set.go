@@ -3,11 +3,21 @@ package dataset
 import "fmt"
 
 // Set is a data set held in memory: a classification set (Labels) or a
-// regression set (Targets, with Labels nil).
+// regression set (Targets, with Labels nil). Its features are float32 (X) or
+// bytes that stand for float32 values (Bytes): MNIST is held as its pixels,
+// a quarter of the memory, and converted a batch at a time by Gather.
 type Set struct {
-	// X holds the features, [N, Dim] row-major. MNIST pixels are scaled to
-	// [0, 1] by dividing by 255, with no other normalisation.
+	// X holds the features as float32, [N, Dim] row-major; nil when Bytes
+	// holds them. Read features through Gather or Features, which serve both
+	// forms.
 	X []float32
+	// Bytes holds the features as bytes when X is nil, [N, Dim] row-major:
+	// byte b stands for the float32 value float32(b)/ByteScale, divided in
+	// float32. MNIST pixels are held so, with ByteScale 255: features in
+	// [0, 1], with no other normalisation.
+	Bytes []byte
+	// ByteScale is the divisor of Bytes (255 for MNIST); unused with X.
+	ByteScale float32
 	// Labels holds the class of each example, [N], each in [0, Classes).
 	// It is nil for a regression set.
 	Labels []int32
@@ -23,26 +33,67 @@ type Set struct {
 	Classes int
 }
 
+// byteValues is the float32 value of each byte of a byte-backed set.
+func (s *Set) byteValues() (t [256]float32) {
+	if s.ByteScale == 255 {
+		return pixelScale
+	}
+	for i := range t {
+		t[i] = float32(i) / s.ByteScale
+	}
+	return t
+}
+
 // Gather copies the examples idx into caller-owned buffers: x receives
-// len(idx)*Dim features and labels len(idx) labels (zeros for a regression
-// set, which has none; its targets come from GatherTargets). It does not
-// allocate. It panics if a buffer has the wrong length or an index is out
-// of range.
+// len(idx)*Dim features as float32 (converted from Bytes in a byte-backed
+// set) and labels len(idx) labels (zeros for a regression set, which has
+// none; its targets come from GatherTargets). It does not allocate. It
+// panics if a buffer has the wrong length or an index is out of range.
 func (s *Set) Gather(idx []int, x []float32, labels []int32) {
 	if len(x) != len(idx)*s.Dim || len(labels) != len(idx) {
 		panic(fmt.Sprintf("dataset: Gather of %d examples of dim %d into buffers of len %d and %d, want %d and %d",
 			len(idx), s.Dim, len(x), len(labels), len(idx)*s.Dim, len(idx)))
 	}
+	var values [256]float32
+	if s.X == nil {
+		values = s.byteValues()
+	}
 	for i, j := range idx {
 		if j < 0 || j >= s.N {
 			panic(fmt.Sprintf("dataset: Gather index %d out of range [0,%d)", j, s.N))
 		}
-		copy(x[i*s.Dim:(i+1)*s.Dim], s.X[j*s.Dim:(j+1)*s.Dim])
+		dst := x[i*s.Dim : (i+1)*s.Dim]
+		if s.X != nil {
+			copy(dst, s.X[j*s.Dim:(j+1)*s.Dim])
+		} else {
+			for k, b := range s.Bytes[j*s.Dim : (j+1)*s.Dim] {
+				dst[k] = values[b]
+			}
+		}
 		if s.Labels != nil {
 			labels[i] = s.Labels[j]
 		} else {
 			labels[i] = 0
 		}
+	}
+}
+
+// Features copies the features of the examples [lo, hi) into x, which must
+// hold (hi-lo)*Dim values, as float32 (converted from Bytes in a byte-backed
+// set). It does not allocate. It panics unless 0 <= lo <= hi <= N and x has
+// the right length.
+func (s *Set) Features(lo, hi int, x []float32) {
+	if lo < 0 || lo > hi || hi > s.N || len(x) != (hi-lo)*s.Dim {
+		panic(fmt.Sprintf("dataset: Features(%d, %d) of %d examples of dim %d into a buffer of len %d: want 0 <= lo <= hi <= %d and len %d",
+			lo, hi, s.N, s.Dim, len(x), s.N, (hi-lo)*s.Dim))
+	}
+	if s.X != nil {
+		copy(x, s.X[lo*s.Dim:hi*s.Dim])
+		return
+	}
+	values := s.byteValues()
+	for k, b := range s.Bytes[lo*s.Dim : hi*s.Dim] {
+		x[k] = values[b]
 	}
 }
 
@@ -72,11 +123,16 @@ func (s *Set) Subset(n int) *Set {
 	}
 	n = min(n, s.N)
 	sub := &Set{
-		X:       s.X[: n*s.Dim : n*s.Dim],
-		N:       n,
-		Dim:     s.Dim,
-		Classes: s.Classes,
-		Outputs: s.Outputs,
+		N:         n,
+		Dim:       s.Dim,
+		Classes:   s.Classes,
+		Outputs:   s.Outputs,
+		ByteScale: s.ByteScale,
+	}
+	if s.X != nil {
+		sub.X = s.X[: n*s.Dim : n*s.Dim]
+	} else {
+		sub.Bytes = s.Bytes[: n*s.Dim : n*s.Dim]
 	}
 	if s.Labels != nil {
 		sub.Labels = s.Labels[:n:n]
