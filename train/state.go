@@ -174,13 +174,53 @@ func (s *State) Apply() float64 {
 	return lr
 }
 
+// evalChunk is how many examples an evaluation converts and runs forward at
+// a time. Changing it changes the GEMM shapes, and with them the low bits of
+// the test loss.
+const evalChunk = 1000
+
 // Evaluate returns the mean loss and the accuracy on set (zeros without one).
+// It converts set evalChunk examples at a time into the state's scratch
+// buffers, so a byte-backed set is never held as float32 whole.
 func (s *State) Evaluate(set *dataset.Set) (loss, accuracy float64) {
 	if set == nil || set.N == 0 {
 		return 0, 0
 	}
-	lossSum, correct := s.Net.Evaluate(nn.Batch{X: set.X, Labels: set.Labels, Targets: set.Targets, N: set.N}, 1000)
+	var lossSum float64
+	var correct int
+	for lo := 0; lo < set.N; lo += evalChunk {
+		hi := min(lo+evalChunk, set.N)
+		l, c := s.Net.Evaluate(s.slice(set, lo, hi), evalChunk)
+		lossSum += l
+		correct += c
+	}
 	return lossSum / float64(set.N), float64(correct) / float64(set.N)
+}
+
+// EvaluateNet returns net's mean loss and accuracy on set (zeros without
+// one), converting it a chunk at a time as State.Evaluate does.
+func EvaluateNet(net *nn.Network, set *dataset.Set) (loss, accuracy float64) {
+	s := State{Net: net}
+	return s.Evaluate(set)
+}
+
+// slice is the examples [lo, hi) of data as a batch: the features converted
+// into the state's scratch buffer (grown as needed), the labels and targets
+// views of data's. The batch is valid until the next gather or slice.
+func (s *State) slice(data *dataset.Set, lo, hi int) nn.Batch {
+	n := hi - lo
+	if cap(s.x) < n*data.Dim {
+		s.x = make([]float32, n*data.Dim)
+	}
+	b := nn.Batch{X: s.x[:n*data.Dim], N: n}
+	data.Features(lo, hi, b.X)
+	if data.Labels != nil {
+		b.Labels = data.Labels[lo:hi]
+	}
+	if data.Targets != nil {
+		b.Targets = data.Targets[lo*data.Outputs : hi*data.Outputs]
+	}
+	return b
 }
 
 // ParamHash is a digest of the parameters, compared across replicas.

@@ -16,6 +16,7 @@ import (
 	"github.com/ringtrain/ringtrain/checkpoint"
 	"github.com/ringtrain/ringtrain/dataset"
 	"github.com/ringtrain/ringtrain/internal/usage"
+	"github.com/ringtrain/ringtrain/nn"
 )
 
 // synthetic is a small separable classification set: the label is the
@@ -327,5 +328,45 @@ func TestResumeOlderManifest(t *testing.T) {
 	fresh, _ = NewState(other, set)
 	if _, err = fresh.RestoreDir(dir); !usage.Is(err) || !strings.Contains(err.Error(), "--seed 1, this run has --seed 7") {
 		t.Fatalf("resume with another seed: %v", err)
+	}
+}
+
+// Evaluation converts the set a chunk at a time; the loss and accuracy are
+// those of the network run over the whole set held as float32 in chunks of
+// evalChunk, bit for bit, whether the set holds its features as float32 or as
+// bytes, and with a partial last chunk.
+func TestEvaluateInChunks(t *testing.T) {
+	const n, dim = 2*evalChunk + 37, 12
+	pix := make([]byte, n*dim)
+	rng := rand.New(rand.NewPCG(3, 3))
+	labels := make([]int32, n)
+	for i := range pix {
+		pix[i] = byte(rng.IntN(256))
+	}
+	for i := range labels {
+		labels[i] = int32(rng.IntN(3))
+	}
+	bytesSet := &dataset.Set{Bytes: pix, ByteScale: 255, Labels: labels, N: n, Dim: dim, Classes: 3}
+	x := make([]float32, n*dim)
+	for i, b := range pix {
+		x[i] = float32(b) / 255
+	}
+	floatSet := &dataset.Set{X: x, Labels: labels, N: n, Dim: dim, Classes: 3}
+	st, err := NewState(smallConfig(), floatSet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lossSum, correct := st.Net.Evaluate(nn.Batch{X: x, Labels: labels, N: n}, evalChunk)
+	wantLoss, wantAcc := lossSum/n, float64(correct)/n
+	for name, set := range map[string]*dataset.Set{"float32": floatSet, "bytes": bytesSet} {
+		if loss, acc := st.Evaluate(set); loss != wantLoss || acc != wantAcc {
+			t.Errorf("%s: Evaluate = %v, %v; whole set: %v, %v", name, loss, acc, wantLoss, wantAcc)
+		}
+		if loss, acc := EvaluateNet(st.Net, set); loss != wantLoss || acc != wantAcc {
+			t.Errorf("%s: EvaluateNet = %v, %v; whole set: %v, %v", name, loss, acc, wantLoss, wantAcc)
+		}
+	}
+	if acc := wantAcc; acc == 0 || acc == 1 {
+		t.Fatalf("accuracy %v: the check needs a network that is partly right", acc)
 	}
 }

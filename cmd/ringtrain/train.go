@@ -115,10 +115,10 @@ func runEval(ctx context.Context, e *env, args []string) error {
 	if test.Dim != spec.Layers[0] {
 		return usage.Errorf("--data %s has %d features but the checkpoint's network takes %d", cfg.Data, test.Dim, spec.Layers[0])
 	}
-	lossSum, correct := net.Evaluate(nn.Batch{X: test.X, Labels: test.Labels, Targets: test.Targets, N: test.N}, 1000)
+	loss, accuracy := train.EvaluateNet(net, test)
 	return json.NewEncoder(e.stdout).Encode(map[string]any{
 		"checkpoint": ck.Dir, "step": ck.Manifest.Step, "epoch": ck.Manifest.Epoch, "params_sha256": train.ParamsSHA256(net.Params),
-		"test_loss": lossSum / float64(test.N), "test_accuracy": float64(correct) / float64(test.N),
+		"test_loss": loss, "test_accuracy": accuracy,
 	})
 }
 
