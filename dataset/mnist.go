@@ -39,8 +39,9 @@ var mnistFiles = []string{MNISTTrainImages, MNISTTrainLabels, MNISTTestImages, M
 
 // LoadMNIST reads the MNIST training and test sets from dir, which holds
 // train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte
-// and t10k-labels-idx1-ubyte, each raw or with a .gz suffix. Errors name the
-// file at fault.
+// and t10k-labels-idx1-ubyte, each raw or with a .gz suffix. The sets hold
+// the pixels as bytes (Set.Bytes, ByteScale 255): 55 MB in all instead of
+// 220 MB of float32. Errors name the file at fault.
 func LoadMNIST(dir string) (train, test *Set, err error) {
 	train, err = loadMNISTPair(dir, MNISTTrainImages, MNISTTrainLabels)
 	if err != nil {
@@ -66,7 +67,7 @@ func loadMNISTPair(dir, imagesName, labelsName string) (*Set, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dataset: %w", err)
 	}
-	x, n, rows, cols, err := ReadIDXImages(f)
+	pix, n, rows, cols, err := ReadIDXImageBytes(f)
 	f.Close()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", imagesPath, err)
@@ -89,7 +90,7 @@ func loadMNISTPair(dir, imagesName, labelsName string) (*Set, error) {
 			return nil, fmt.Errorf("%w: %s: label %d of example %d is outside [0,%d)", ErrCorrupt, labelsPath, l, i, mnistClasses)
 		}
 	}
-	return &Set{X: x, Labels: labels, N: n, Dim: rows * cols, Classes: mnistClasses}, nil
+	return &Set{Bytes: pix, ByteScale: 255, Labels: labels, N: n, Dim: rows * cols, Classes: mnistClasses}, nil
 }
 
 // mnistFile returns the path of name in dir, raw or with a .gz suffix

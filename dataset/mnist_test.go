@@ -45,8 +45,9 @@ func TestLoadMNISTSynthetic(t *testing.T) {
 	if train.N != 12 || test.N != 7 || train.Dim != 6 || test.Dim != 6 || train.Classes != 10 {
 		t.Fatalf("train N=%d Dim=%d Classes=%d, test N=%d Dim=%d", train.N, train.Dim, train.Classes, test.N, test.Dim)
 	}
-	if train.Labels[11] != 1 || test.Labels[0] != 3 || len(train.X) != 72 {
-		t.Fatalf("labels %v %v, len(X) %d", train.Labels, test.Labels, len(train.X))
+	if train.Labels[11] != 1 || test.Labels[0] != 3 || train.X != nil || len(train.Bytes) != 72 || train.ByteScale != 255 {
+		t.Fatalf("labels %v %v, len(X) %d, len(Bytes) %d, ByteScale %v",
+			train.Labels, test.Labels, len(train.X), len(train.Bytes), train.ByteScale)
 	}
 }
 
@@ -148,8 +149,10 @@ func TestRealMNIST(t *testing.T) {
 	if train.Labels[0] != 5 || test.Labels[0] != 7 {
 		t.Fatalf("first labels train %d test %d, want 5 and 7", train.Labels[0], test.Labels[0])
 	}
+	x := make([]float32, train.N*train.Dim)
+	train.Features(0, train.N, x)
 	var lo, hi float32 = 1, 0
-	for _, v := range train.X {
+	for _, v := range x {
 		lo, hi = min(lo, v), max(hi, v)
 	}
 	if lo != 0 || hi != 1 {
