@@ -35,6 +35,12 @@ const Backend = backend
 // compute the same float32 bits.
 func Kernel() string { return kernel() }
 
+// KernelEnvError reports a KernelEnv value that this process cannot honour,
+// as one line naming the variable, the value, the valid values and the
+// kernel used instead; nil when KernelEnv is unset or honoured. The OpenBLAS
+// build reports any value, since there the variable has no effect.
+func KernelEnvError() error { return kernelEnvError() }
+
 // ShapeError reports operands whose sizes do not fit the requested product.
 // It is a programmer error, so Sgemm panics with it.
 type ShapeError struct {

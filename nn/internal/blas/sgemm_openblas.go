@@ -8,12 +8,25 @@ package blas
 */
 import "C"
 
-import "sync"
+import (
+	"fmt"
+	"os"
+	"sync"
+)
 
 const backend = "openblas"
 
 // kernel is OpenBLAS's core name, fixed when the library loads.
 var kernel = sync.OnceValue(func() string { return C.GoString(C.openblas_get_corename()) })
+
+// kernelEnvError: KernelEnv chooses among the pure-Go kernels, which this
+// build does not run.
+func kernelEnvError() error {
+	if v := os.Getenv(KernelEnv); v != "" {
+		return fmt.Errorf("blas: %s=%q has no effect: this build multiplies with OpenBLAS (its kernel is chosen with OPENBLAS_CORETYPE); build with CGO_ENABLED=0 or -tags purego for the pure-Go kernels", KernelEnv, v)
+	}
+	return nil
+}
 
 func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	ta, tb := C.enum_CBLAS_TRANSPOSE(C.CblasNoTrans), C.enum_CBLAS_TRANSPOSE(C.CblasNoTrans)

@@ -6,7 +6,10 @@ import "sync/atomic"
 
 const backend = "gonum"
 
-func kernel() string { return "generic" }
+// kernel is the pure-Go kernel in use: KernelEnv's choice, else the fastest.
+func kernel() string { return active.String() }
+
+func kernelEnvError() error { return activeErr }
 
 // nthreads is 1 unless SetThreads asked for more; 1 keeps every call on the
 // calling goroutine.
@@ -15,7 +18,7 @@ var nthreads atomic.Int32
 func init() { nthreads.Store(1) }
 
 func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	gonumSgemm(int(nthreads.Load()), transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	active.sgemm(int(nthreads.Load()), transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
 func setThreads(n int) { nthreads.Store(int32(n)) }
