@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 
 	"google.golang.org/grpc/encoding"
 	grpcproto "google.golang.org/grpc/encoding/proto"
@@ -155,7 +156,7 @@ func decodeChunkTo(r *sliceReader, c *ringtrainpb.Chunk, inPlace func(n int) err
 			case 7:
 				c.ToRank = uint32(v)
 			case 9:
-				c.SuspectRank = int32(protowire.DecodeZigZag(v))
+				c.SuspectRank = int32(protowire.DecodeZigZag(v & math.MaxUint32)) // sint32: as proto, only the low 32 bits
 			}
 			continue
 		}
