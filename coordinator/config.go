@@ -120,11 +120,6 @@ func (c Config) Validate() error {
 			return usage.Errorf("--gossip-advertise %q: %v; use HOST:PORT", c.GossipAdvertise, err)
 		}
 	}
-	if c.GossipKeyFile == "" {
-		if err := cluster.CheckGossipKey(c.GossipKey, c.Insecure); err != nil {
-			return err
-		}
-	}
 	if c.Tick <= 0 {
 		return usage.Errorf("tick %v must be positive", c.Tick)
 	}
@@ -137,5 +132,11 @@ func (c Config) Validate() error {
 	if c.DialTimeout <= 0 {
 		return usage.Errorf("dial timeout %v must be positive", c.DialTimeout)
 	}
-	return c.Spec.Validate()
+	if err := c.Spec.Validate(); err != nil {
+		return err
+	}
+	if c.GossipKeyFile == "" {
+		return cluster.CheckGossipKey(c.GossipKey, c.Insecure)
+	}
+	return nil
 }

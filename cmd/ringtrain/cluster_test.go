@@ -159,6 +159,9 @@ func newClusterEtcd(t *testing.T, stockEtcd string, trainArgs ...string) *testCl
 	dir := t.TempDir()
 	c := &testCluster{t: t, dir: dir, ckpt: filepath.Join(dir, "checkpoints"), trainArg: trainArgs,
 		coords: map[string]*proc{}, workers: map[string]*proc{}, stockEtcd: stockEtcd}
+	if _, err := cluster.WriteGossipKeyFile(filepath.Join(dir, "gossip.key")); err != nil {
+		t.Fatal(err)
+	}
 	c.startEtcd()
 	c.connect()
 	return c
@@ -191,7 +194,8 @@ func (c *testCluster) startEtcd() {
 
 func (c *testCluster) startCoordinator(id string) *proc {
 	args := append([]string{"coordinator", "--etcd", c.endpoint, "--id", id, "--listen", "127.0.0.1:0",
-		"--gossip-listen", "127.0.0.1:0", "--http-addr", "", "--checkpoint-dir", c.ckpt, "--hash-every", "50"}, c.trainArg...)
+		"--gossip-listen", "127.0.0.1:0", "--gossip-key-file", filepath.Join(c.dir, "gossip.key"),
+		"--http-addr", "", "--checkpoint-dir", c.ckpt, "--hash-every", "50"}, c.trainArg...)
 	p := startProc(c.t, c.dir, id, args...)
 	c.coords[id] = p
 	return p
@@ -199,8 +203,8 @@ func (c *testCluster) startCoordinator(id string) *proc {
 
 func (c *testCluster) startWorker(id string) *proc {
 	p := startProc(c.t, c.dir, id, "worker", "--etcd", c.endpoint, "--id", id, "--listen", "127.0.0.1:0",
-		"--gossip-listen", "127.0.0.1:0", "--http-addr", "", "--checkpoint-dir", c.ckpt,
-		"--peer-timeout", "3s", "--lease-ttl", "5s", "--step-log", filepath.Join(c.dir, id+".steps.jsonl"))
+		"--gossip-listen", "127.0.0.1:0", "--gossip-key-file", filepath.Join(c.dir, "gossip.key"),
+		"--http-addr", "", "--checkpoint-dir", c.ckpt, "--peer-timeout", "3s", "--lease-ttl", "5s", "--step-log", filepath.Join(c.dir, id+".steps.jsonl"))
 	c.workers[id] = p
 	return p
 }

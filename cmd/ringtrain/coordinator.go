@@ -31,6 +31,8 @@ func runCoordinator(ctx context.Context, e *env, args []string) error {
 		fs.IntVar(&cfg.Spec.MaxWorkers, "max-workers", cfg.Spec.MaxWorkers, "cap on the ring size; further workers stand by (0: no cap)")
 		fs.IntVar(&cfg.Spec.HashEvery, "hash-every", cfg.Spec.HashEvery, "compare a parameter hash across the ring every N steps (0: never)")
 		fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", cfg.LeaseTTL, "etcd lease of the registration and election: how long a crashed leader holds on")
+		fs.StringVar(&cfg.GossipKeyFile, "gossip-key-file", cfg.GossipKeyFile, gossipKeyUsage)
+		fs.BoolVar(&cfg.Insecure, "insecure", cfg.Insecure, insecureUsage)
 		lf.register(fs)
 	}
 	if err := train.ParseArgs(fs, args, &tc, extra); err != nil {

@@ -111,6 +111,11 @@ func runLocal(ctx context.Context, e *env, args []string) error {
 	ccfg.HTTPAddr = lf.httpAddr
 	ccfg.Spec = spec
 	ccfg.CheckpointDir = cfg.CheckpointDir
+	// The run's gossip key, new for every run, read by each worker.
+	gossipKeyFile := filepath.Join(dir, "gossip.key")
+	if ccfg.GossipKey, err = cluster.WriteGossipKeyFile(gossipKeyFile); err != nil {
+		return err
+	}
 	ccfg.Logger = log.Named("coordinator")
 	coord, err := coordinator.New(ccfg)
 	if err != nil {
@@ -138,7 +143,7 @@ func runLocal(ctx context.Context, e *env, args []string) error {
 		args := []string{"worker", "--etcd", endpoints[0], "--run", ccfg.Run, "--id", id,
 			"--listen", "127.0.0.1:0", "--gossip-listen", "127.0.0.1:0", "--http-addr", "",
 			"--checkpoint-dir", cfg.CheckpointDir, "--data", cfg.Data, "--init", cfg.Init, "--threads", strconv.Itoa(cfg.Threads),
-			"--peer-timeout", lf.peerTimeout.String(),
+			"--peer-timeout", lf.peerTimeout.String(), "--gossip-key-file", gossipKeyFile,
 			"--log-level", level, "--step-log", filepath.Join(dir, id+".steps.jsonl")}
 		if err := procs.start(id, args, filepath.Join(dir, id+".log")); err != nil {
 			return err

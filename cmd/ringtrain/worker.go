@@ -15,6 +15,14 @@ func init() {
 	register("worker", "join a run as a data-parallel worker", runWorker)
 }
 
+// gossipKeyUsage and insecureUsage are the help of the flags every
+// cluster role shares.
+const (
+	gossipKeyUsage = "file with the run's gossip key, the same for every coordinator and worker: 32 random bytes, or the hex or base64\n" +
+		"of a 16-, 24- or 32-byte key (e.g. `openssl rand -hex 32 > gossip.key`); gossip without it is ignored"
+	insecureUsage = "run without the run's secrets (plain gossip); only on a trusted network"
+)
+
 // etcdFlag parses a comma-separated endpoint list.
 type etcdFlag []string
 
@@ -46,6 +54,8 @@ func registerWorkerFlags(fs *flag.FlagSet, c *worker.Config) {
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", c.LeaseTTL, "etcd registration lease")
 	fs.BoolVar(&c.FastGossip, "fast-gossip", c.FastGossip, "gossip timings for a LAN (failure detected in about a second)")
 	fs.StringVar(&c.StepLog, "step-log", c.StepLog, "append one JSON line per applied step to this file")
+	fs.StringVar(&c.GossipKeyFile, "gossip-key-file", c.GossipKeyFile, gossipKeyUsage)
+	fs.BoolVar(&c.Insecure, "insecure", c.Insecure, insecureUsage)
 }
 
 func runWorker(ctx context.Context, e *env, args []string) error {
