@@ -1,6 +1,6 @@
 // Package blas is the single-precision matrix multiply behind package nn.
 //
-// Two implementations are selected at build time:
+// Two backends are selected at build time:
 //
 //   - sgemm_openblas.go (cgo enabled, no "purego" tag): cblas_sgemm from
 //     OpenBLAS, linked with -lopenblas. SetThreads forwards to
@@ -8,10 +8,26 @@
 //     (OPENBLAS_NUM_THREADS, else every core). A DYNAMIC_ARCH build picks
 //     its kernel per CPU at load time (OPENBLAS_CORETYPE overrides it);
 //     Kernel names it.
-//   - sgemm_purego.go (CGO_ENABLED=0 or -tags purego): gonum's pure-Go Sgemm.
-//     With one thread (the default) every call runs serially on the calling
-//     goroutine; with more, gonum's parallel Sgemm is used, which starts up to
-//     GOMAXPROCS goroutines per call and waits for them before returning.
+//   - sgemm_purego.go (CGO_ENABLED=0 or -tags purego): pure Go, no cgo, with
+//     two kernels, chosen when the process starts:
+//     "avx2-fma" (sgemm_blocked.go, kernel_avx2_amd64.s, pack_avx2_amd64.s),
+//     on amd64 CPUs with AVX2 and FMA: op(A) and op(B) are packed into
+//     blocks sized for L2 and L1, and an assembly micro-kernel computes 6×16
+//     tiles of C with fused multiply-adds, about as fast as OpenBLAS's
+//     Haswell kernel; and "generic", gonum's Sgemm, on every CPU.
+//     The fastest the CPU runs is used unless RINGTRAIN_GEMM_KERNEL (KernelEnv)
+//     says "avx2" or "generic"; a value that cannot be honoured leaves the
+//     fastest in place and is reported by KernelEnvError. -tags noasm leaves
+//     the assembly out (a package using cgo cannot hold Go assembly, so the
+//     OpenBLAS build never has it). With one thread (the default) every call
+//     runs on the calling goroutine; with more, the call starts that many
+//     goroutines (avx2-fma: one per stripe of C) or up to GOMAXPROCS (generic:
+//     gonum's parallel Sgemm) and waits for them before returning.
+//
+// Two machines with equal Backend, Kernel and Threads compute the same
+// float32 bits. For avx2-fma the thread count does not change them either:
+// each C element is one chain of fused multiply-adds per k-block, in order,
+// and the k-blocks depend on k alone, not on the tiling or the threads.
 //
 // All matrices are row-major. Sgemm computes
 //
@@ -24,15 +40,17 @@ package blas
 
 import "fmt"
 
-// Backend names the implementation compiled in: "openblas" or "gonum".
+// Backend names the implementation compiled in: "openblas", or "gonum" for
+// the pure-Go backend (named after the library of its generic kernel).
 const Backend = backend
 
 // Kernel names the kernel Sgemm runs on this machine: OpenBLAS's core name
 // (openblas_get_corename: the kernel a DYNAMIC_ARCH build picks for the CPU,
 // e.g. "Haswell", "SkylakeX", "Cooperlake", or the one a build was compiled
-// for), or "generic" for gonum, whose kernel is the same Go code on every
-// CPU of one GOARCH. Two machines with equal Backend, Kernel and Threads
-// compute the same float32 bits.
+// for), or for the pure-Go backend "avx2-fma" or "generic" (gonum's Sgemm,
+// the same Go code on every CPU of one GOARCH): the one actually in use,
+// whatever KernelEnv asked for. Two machines with equal Backend, Kernel and
+// Threads compute the same float32 bits.
 func Kernel() string { return kernel() }
 
 // KernelEnvError reports a KernelEnv value that this process cannot honour,
