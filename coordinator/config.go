@@ -43,8 +43,15 @@ type Config struct {
 	// machine, if it is: the dashboard then shows the latest checkpoint's
 	// path and seeds its curves from it. Empty: neither.
 	CheckpointDir string
-	// HTTPAddr serves /healthz (later metrics and the dashboard). Empty: none.
+	// HTTPAddr serves the dashboard, /api/snapshot, /metrics and /healthz,
+	// read-only (GET and HEAD). Empty: none. The default is on loopback; a
+	// container passes its own (e.g. :8080).
 	HTTPAddr string
+	// HTTPTokenFile holds a token (httpauth.ReadTokenFile) that every HTTP
+	// request but /healthz must carry as "Authorization: Bearer <token>".
+	HTTPTokenFile string
+	// HTTPToken is the token itself; it wins over HTTPTokenFile (tests).
+	HTTPToken string
 	// Spec is written to etcd only if the run has none; the stored spec wins.
 	Spec cluster.RunSpec
 	// Tick is the core's unit of time.
@@ -77,7 +84,7 @@ func DefaultConfig() Config {
 		ListenGRPC:    ":7000",
 		GossipBind:    ":7946",
 		GossipFast:    true,
-		HTTPAddr:      ":8080",
+		HTTPAddr:      "127.0.0.1:8080",
 		Spec:          cluster.RunSpec{Config: train.DefaultConfig().Spec, MinWorkers: 1, HashEvery: 100},
 		Tick:          250 * time.Millisecond,
 		DebounceTicks: 2,

@@ -21,6 +21,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/ringtrain/ringtrain/cluster"
+	"github.com/ringtrain/ringtrain/internal/httpauth"
 )
 
 // recentEvents is how many events Status keeps in memory.
@@ -74,6 +75,13 @@ func New(cfg Config) (*Coordinator, error) {
 			return nil, err
 		}
 		cfg.GossipKey = k
+	}
+	if cfg.HTTPToken == "" && cfg.HTTPTokenFile != "" {
+		tok, err := httpauth.ReadTokenFile("--http-token-file", cfg.HTTPTokenFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.HTTPToken = tok
 	}
 	lg := cfg.Logger
 	if lg == nil {
@@ -258,7 +266,7 @@ func (c *Coordinator) serve(ctx context.Context, hs *health.Server, client *clus
 				"ok": true, "id": s.ID, "run": s.Run, "leader": c.IsLeader(), "generation": s.Generation.Gen,
 			})
 		})
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Handler: httpauth.Guard(mux, c.cfg.HTTPToken), ReadHeaderTimeout: 5 * time.Second}
 		done := make(chan struct{})
 		go func() { defer close(done); srv.Serve(lis) }() //nolint:errcheck // returns on Shutdown
 		c.updateStatus(func(s *Status) { s.HTTPAddr = lis.Addr().String() })

@@ -3,6 +3,9 @@ package coordinator
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -447,5 +450,61 @@ func TestCoordinatorRingFailure(t *testing.T) {
 	case g3 := <-gens.gens:
 		t.Fatalf("a stale report made %s", g3)
 	case <-time.After(500 * time.Millisecond):
+	}
+}
+
+// TestCoordinatorHTTPReadOnlyWithToken: with a token, every path but
+// /healthz needs it, /healthz without it says only that the process is up,
+// and no path takes a method that could change anything. By default the
+// HTTP server listens on loopback only.
+func TestCoordinatorHTTPReadOnlyWithToken(t *testing.T) {
+	if host, _, _ := net.SplitHostPort(DefaultConfig().HTTPAddr); host != "127.0.0.1" {
+		t.Errorf("default --http-addr %q, want one on 127.0.0.1", DefaultConfig().HTTPAddr)
+	}
+	run := "http"
+	e := startEtcd(t)
+	cfg := TestConfig(e.Endpoints(), run, "c1")
+	cfg.HTTPToken = "s3cret-s3cret-s3cret"
+	c, _ := runCoordinator(t, cfg)
+	waitFor(t, 10*time.Second, "c1 leads", c.IsLeader)
+	base := "http://" + c.Status().HTTPAddr
+	do := func(method, path, token string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(method, base+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, p := range []string{"/", "/metrics", "/api/snapshot", "/static/app.js"} {
+		if code, _ := do("GET", p, ""); code != http.StatusUnauthorized {
+			t.Errorf("GET %s without the token: %d, want 401", p, code)
+		}
+		if code, _ := do("GET", p, "wrong-wrong-wrong-wrong"); code != http.StatusUnauthorized {
+			t.Errorf("GET %s with a wrong token: %d, want 401", p, code)
+		}
+		for _, m := range []string{"POST", "PUT", "DELETE", "PATCH"} {
+			if code, _ := do(m, p, cfg.HTTPToken); code != http.StatusMethodNotAllowed {
+				t.Errorf("%s %s: %d, want 405", m, p, code)
+			}
+		}
+	}
+	if code, body := do("GET", "/metrics", cfg.HTTPToken); code != http.StatusOK || !strings.Contains(body, "# TYPE") {
+		t.Errorf("GET /metrics with the token: %d %.80q", code, body)
+	}
+	if code, body := do("GET", "/healthz", ""); code != http.StatusOK || body != "ok\n" {
+		t.Errorf("GET /healthz without the token: %d %q, want health only", code, body)
+	}
+	if code, body := do("GET", "/healthz", cfg.HTTPToken); code != http.StatusOK || !strings.Contains(body, `"leader":true`) {
+		t.Errorf("GET /healthz with the token: %d %q", code, body)
 	}
 }

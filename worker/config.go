@@ -33,8 +33,15 @@ type Config struct {
 	GossipKey []byte
 	// Insecure allows running without the run's secrets (plain gossip).
 	Insecure bool
-	// HTTPAddr serves /metrics and /healthz; empty disables it.
+	// HTTPAddr serves /metrics and /healthz, read-only (GET and HEAD);
+	// empty disables it. The default is on loopback; a container passes
+	// its own (e.g. :9090).
 	HTTPAddr string
+	// HTTPTokenFile holds a token (httpauth.ReadTokenFile) that every HTTP
+	// request but /healthz must carry as "Authorization: Bearer <token>".
+	HTTPTokenFile string
+	// HTTPToken is the token itself; it wins over HTTPTokenFile (tests).
+	HTTPToken string
 	// CheckpointDir is where checkpoints are written (rank 0) and read on a
 	// full restart; it is shared by all workers (a volume).
 	CheckpointDir string
@@ -66,7 +73,7 @@ func DefaultConfig() Config {
 		ID:           host,
 		Listen:       ":7070",
 		GossipListen: ":7946",
-		HTTPAddr:     ":9090",
+		HTTPAddr:     "127.0.0.1:9090",
 		PeerTimeout:  5 * time.Second,
 		LeaseTTL:     10 * time.Second,
 		FastGossip:   true,

@@ -7,6 +7,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ringtrain/ringtrain/internal/httpauth"
 )
 
 // Metrics are a worker's Prometheus metrics, on a registry of its own so

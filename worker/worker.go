@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ringtrain/ringtrain/internal/httpauth"
 	"github.com/ringtrain/ringtrain/internal/usage"
 	"math"
 	"net"
@@ -84,6 +85,13 @@ func New(cfg Config) (*Worker, error) {
 			return nil, err
 		}
 		cfg.GossipKey = k
+	}
+	if cfg.HTTPToken == "" && cfg.HTTPTokenFile != "" {
+		tok, err := httpauth.ReadTokenFile("--http-token-file", cfg.HTTPTokenFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.HTTPToken = tok
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
