@@ -111,5 +111,5 @@ func (w *Worker) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(w.metrics.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(rw http.ResponseWriter, _ *http.Request) { rw.Write([]byte("ok\n")) })
-	return mux
+	return httpauth.Guard(mux, w.cfg.HTTPToken)
 }
