@@ -19,8 +19,10 @@ func init() {
 // cluster role shares.
 const (
 	gossipKeyUsage = "file with the run's gossip key, the same for every coordinator and worker: 32 random bytes, or the hex or base64\n" +
-		"of a 16-, 24- or 32-byte key (e.g. `openssl rand -hex 32 > gossip.key`); gossip without it is ignored"
-	insecureUsage = "run without the run's secrets (plain gossip); only on a trusted network"
+		"of a 16-, 24- or 32-byte key (e.g. made by: openssl rand -hex 32 > gossip.key); gossip without it is ignored"
+	insecureUsage  = "run without the run's secrets (plain gossip); only on a trusted network"
+	httpTokenUsage = "file with a token every HTTP request but /healthz must carry as \"Authorization: Bearer TOKEN\"\n" +
+		"(at least 16 characters, e.g. made by: openssl rand -hex 32 > http.token); /healthz without it says only that the process is up"
 )
 
 // etcdFlag parses a comma-separated endpoint list.
@@ -45,7 +47,8 @@ func registerWorkerFlags(fs *flag.FlagSet, c *worker.Config) {
 	fs.StringVar(&c.Advertise, "advertise", c.Advertise, "address peers dial, HOST:PORT (default: from --listen, or hostname:port)")
 	fs.StringVar(&c.GossipListen, "gossip-listen", c.GossipListen, "memberlist listen address")
 	fs.StringVar(&c.GossipAdvertise, "gossip-advertise", c.GossipAdvertise, "memberlist address peers dial (default: the --advertise host)")
-	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "serve /metrics and /healthz here (empty: off)")
+	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "serve /metrics and /healthz here, read-only (empty: off; in a container e.g. :9090)")
+	fs.StringVar(&c.HTTPTokenFile, "http-token-file", c.HTTPTokenFile, httpTokenUsage)
 	fs.StringVar(&c.CheckpointDir, "checkpoint-dir", c.CheckpointDir, "checkpoint root shared by the workers (a volume; empty: no checkpoints)")
 	fs.StringVar(&c.Data, "data", c.Data, "training data on this machine: mnist, a directory of MNIST IDX files, or csv:TRAIN.csv,TEST.csv (default mnist)")
 	fs.StringVar(&c.Init, "init", c.Init, "model.safetensors or checkpoint directory to start from when there is no checkpoint")
