@@ -106,6 +106,11 @@ func ReadIDXImages(r io.Reader) (x []float32, n, rows, cols int, err error) {
 // each in [0, 255], [n, rows*cols] row-major; pixel b stands for the feature
 // float32(b)/255 (a Set with ByteScale 255).
 func ReadIDXImageBytes(r io.Reader) (pix []byte, n, rows, cols int, err error) {
+	return readIDXImages(r, readBytes)
+}
+
+// readIDXImages is ReadIDXImageBytes reading the payload with read.
+func readIDXImages(r io.Reader, read func(r io.Reader, total int, what string) ([]byte, error)) (pix []byte, n, rows, cols int, err error) {
 	br, err := decompress(r)
 	if err != nil {
 		return nil, 0, 0, 0, err
@@ -133,7 +138,7 @@ func ReadIDXImageBytes(r io.Reader) (pix []byte, n, rows, cols int, err error) {
 	}
 	n, rows, cols = int(n64), int(r64), int(c64)
 	total := n * rows * cols
-	pix, err = readBytes(br, total, fmt.Sprintf("pixels of %d images of %dx%d", n, rows, cols))
+	pix, err = read(br, total, fmt.Sprintf("pixels of %d images of %dx%d", n, rows, cols))
 	if err != nil {
 		return nil, 0, 0, 0, err
 	}

@@ -41,7 +41,9 @@ var mnistFiles = []string{MNISTTrainImages, MNISTTrainLabels, MNISTTestImages, M
 // train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte
 // and t10k-labels-idx1-ubyte, each raw or with a .gz suffix. The sets hold
 // the pixels as bytes (Set.Bytes, ByteScale 255): 55 MB in all instead of
-// 220 MB of float32. Errors name the file at fault.
+// 220 MB of float32, outside the Go heap where the system allows, read-only,
+// and read once per process for each unchanged file. Errors name the file at
+// fault.
 func LoadMNIST(dir string) (train, test *Set, err error) {
 	train, err = loadMNISTPair(dir, MNISTTrainImages, MNISTTrainLabels)
 	if err != nil {
@@ -63,16 +65,14 @@ func loadMNISTPair(dir, imagesName, labelsName string) (*Set, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(imagesPath)
-	if err != nil {
+	pix, n, rows, cols, err := loadImages(imagesPath)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
 		return nil, fmt.Errorf("dataset: %w", err)
 	}
-	pix, n, rows, cols, err := ReadIDXImageBytes(f)
-	f.Close()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", imagesPath, err)
 	}
-	f, err = os.Open(labelsPath)
+	f, err := os.Open(labelsPath)
 	if err != nil {
 		return nil, fmt.Errorf("dataset: %w", err)
 	}

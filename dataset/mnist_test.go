@@ -1,6 +1,7 @@
 package dataset
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -48,6 +49,35 @@ func TestLoadMNISTSynthetic(t *testing.T) {
 	if train.Labels[11] != 1 || test.Labels[0] != 3 || train.X != nil || len(train.Bytes) != 72 || train.ByteScale != 255 {
 		t.Fatalf("labels %v %v, len(X) %d, len(Bytes) %d, ByteScale %v",
 			train.Labels, test.Labels, len(train.X), len(train.Bytes), train.ByteScale)
+	}
+}
+
+// Loading the same unchanged files again shares the pixels read the first
+// time; a file rewritten since is read anew.
+func TestLoadMNISTReusesPixels(t *testing.T) {
+	dir := t.TempDir()
+	writeMNIST(t, dir, 12, 7)
+	first, _, err := LoadMNIST(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _, err := LoadMNIST(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if &again.Bytes[0] != &first.Bytes[0] {
+		t.Fatal("a second load of unchanged files read the pixels again")
+	}
+	writeMNIST(t, dir, 13, 7)
+	changed, _, err := LoadMNIST(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changed.N != 13 || len(changed.Bytes) != 13*6 || &changed.Bytes[0] == &first.Bytes[0] {
+		t.Fatalf("after the file changed: N %d, %d bytes", changed.N, len(changed.Bytes))
+	}
+	if !bytes.Equal(changed.Bytes, testPixels(13, 2, 3)) || !bytes.Equal(first.Bytes, testPixels(12, 2, 3)) {
+		t.Fatal("pixels differ from the files written")
 	}
 }
 
