@@ -32,6 +32,14 @@ type Config struct {
 	Members []string
 	// Rank is this process's index in Members.
 	Rank int
+	// Identities, when set, are the members' authenticated identities in
+	// rank order (e.g. "worker:w1"; see GRPCTransport's WithTLS): a rank
+	// accepts its left neighbour's stream only from a peer that proved
+	// Identities[left], and connects only to a right neighbour that proves
+	// Identities[right]. A ring without Identities refuses authenticated
+	// streams, and one with Identities refuses unauthenticated ones, so a
+	// mismatched setup fails closed. Every rank must pass the same list.
+	Identities []string
 	// PeerTimeout bounds the wait for any single chunk from (or to) a peer.
 	// It must exceed the usual skew between ranks' arrivals at a collective.
 	// Zero means DefaultPeerTimeout.
@@ -102,6 +110,20 @@ func (c Config) Validate() error {
 	}
 	if c.Rank < 0 || c.Rank >= len(c.Members) {
 		errs = append(errs, fmt.Errorf("Rank %d is outside [0, %d); it indexes Members", c.Rank, len(c.Members)))
+	}
+	if c.Identities != nil {
+		if len(c.Identities) != len(c.Members) {
+			errs = append(errs, fmt.Errorf("Identities has %d entries for %d Members; give one per rank", len(c.Identities), len(c.Members)))
+		}
+		ids := make(map[string]int, len(c.Identities))
+		for i, id := range c.Identities {
+			if id == "" {
+				errs = append(errs, fmt.Errorf("Identities[%d] is empty", i))
+			} else if j, dup := ids[id]; dup {
+				errs = append(errs, fmt.Errorf("Identities[%d] = %q repeats Identities[%d]; identities must be unique", i, id, j))
+			}
+			ids[id] = i
+		}
 	}
 	if c.PeerTimeout < 0 || c.ConnectTimeout < 0 {
 		errs = append(errs, fmt.Errorf("PeerTimeout %v and ConnectTimeout %v must not be negative", c.PeerTimeout, c.ConnectTimeout))

@@ -21,6 +21,9 @@ var (
 	ErrAborted = errors.New("allreduce: aborted by peer")
 	// ErrProtocol: a peer sent a message that does not fit the schedule.
 	ErrProtocol = errors.New("allreduce: protocol violation")
+	// ErrUnauthorized: a stream's authenticated identity is not the member it
+	// claims to be, or the ring and the transport disagree on authentication.
+	ErrUnauthorized = errors.New("allreduce: unauthorized")
 	// ErrBroken: an earlier collective on this Ring failed; build a new generation.
 	ErrBroken = errors.New("allreduce: ring broken by an earlier failure; build a new generation")
 )

@@ -242,6 +242,7 @@ func (g *gatherConn) Close() error {
 type gatherSet struct {
 	mu     sync.Mutex
 	cur    *gatherConn
+	raw    net.Conn // a tracked connection (track), not gathered
 	pinned []pinnedOn
 }
 
@@ -256,6 +257,15 @@ func (s *gatherSet) wrap(c net.Conn) net.Conn {
 	s.cur = g
 	s.mu.Unlock()
 	return g
+}
+
+// track records c without gathering its writes (TLS encrypts above it;
+// nothing is pinned), so that close can still end it.
+func (s *gatherSet) track(c net.Conn) net.Conn {
+	s.mu.Lock()
+	s.raw = c
+	s.mu.Unlock()
+	return c
 }
 
 // pin lets the current connection send b in place until unpin(b).
@@ -292,9 +302,12 @@ func (s *gatherSet) unpin(b []byte) {
 // close closes the current connection (gRPC then sees it fail).
 func (s *gatherSet) close() {
 	s.mu.Lock()
-	g := s.cur
+	g, raw := s.cur, s.raw
 	s.mu.Unlock()
 	if g != nil {
 		g.Close()
+	}
+	if raw != nil {
+		raw.Close()
 	}
 }

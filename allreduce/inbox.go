@@ -15,6 +15,7 @@ type inbox struct {
 	key  SessionKey
 	left int
 	rank int
+	ids  []string // the members' identities; nil: no authentication
 
 	ch chan Message // bounded; capacity from inboxSlots
 
@@ -34,9 +35,9 @@ func inboxSlots(chunkBytes int) int {
 	return min(4096, max(16, (32<<20)/chunkBytes))
 }
 
-func newInbox(key SessionKey, rank, left, slots int) *inbox {
+func newInbox(sess Session, slots int) *inbox {
 	return &inbox{
-		key: key, rank: rank, left: left,
+		key: sess.Key(), rank: sess.Rank(), left: sess.Left(), ids: sess.ids,
 		ch:     make(chan Message, slots),
 		ended:  make(chan struct{}),
 		closed: make(chan struct{}),
@@ -50,6 +51,11 @@ func (b *inbox) Accept(h Hello) error {
 		return fmt.Errorf("%w: hello for run %q generation %d reached run %q generation %d",
 			ErrProtocol, h.Key.RunID, h.Key.Generation, b.key.RunID, b.key.Generation)
 	}
+	// Authorization comes first: a stream that is not from the member it
+	// claims to be is refused before it can take the left neighbour's place.
+	if err := b.authorize(h); err != nil {
+		return err
+	}
 	if h.From != b.left || h.To != b.rank {
 		return fmt.Errorf("%w: stream from rank %d to rank %d, want from rank %d to rank %d",
 			ErrProtocol, h.From, h.To, b.left, b.rank)
@@ -60,6 +66,29 @@ func (b *inbox) Accept(h Hello) error {
 		return fmt.Errorf("%w: rank %d opened a second stream in generation %d", ErrProtocol, h.From, h.Key.Generation)
 	}
 	b.accepted = true
+	return nil
+}
+
+// authorize checks that h's sender proved the identity of the rank it
+// claims, failing closed when the ring and the transport disagree on
+// whether streams are authenticated.
+func (b *inbox) authorize(h Hello) error {
+	switch {
+	case b.ids == nil && h.FromID == "":
+		return nil
+	case b.ids == nil:
+		return fmt.Errorf("%w: peer %q claimed rank %d of generation %d, but this ring lists no identities; give every rank Config.Identities",
+			ErrUnauthorized, h.FromID, h.From, b.key.Generation)
+	case h.FromID == "":
+		return fmt.Errorf("%w: an unauthenticated peer claimed rank %d of generation %d; this ring accepts only the members' certificates",
+			ErrUnauthorized, h.From, b.key.Generation)
+	case h.From < 0 || h.From >= len(b.ids):
+		return fmt.Errorf("%w: peer %q claimed rank %d of generation %d, which has %d ranks",
+			ErrUnauthorized, h.FromID, h.From, b.key.Generation, len(b.ids))
+	case h.FromID != b.ids[h.From]:
+		return fmt.Errorf("%w: peer %q claimed rank %d of generation %d, which is %q",
+			ErrUnauthorized, h.FromID, h.From, b.key.Generation, b.ids[h.From])
+	}
 	return nil
 }
 

@@ -51,7 +51,7 @@ func NewRing(ctx context.Context, t Transport, cfg Config) (*Ring, error) {
 		cfg:  cfg,
 		log: cfg.Logger.Named("allreduce").With(zap.String("run", sess.RunID()),
 			zap.Uint64("generation", sess.Generation()), zap.Int("rank", rank), zap.Int("size", n)),
-		in: newInbox(sess.Key(), rank, sess.Left(), inboxSlots(cfg.ChunkBytes)),
+		in: newInbox(sess, inboxSlots(cfg.ChunkBytes)),
 	}
 	r.unregister, err = t.Listen(sess.Key(), r.in)
 	if err != nil {
@@ -60,7 +60,8 @@ func NewRing(ctx context.Context, t Transport, cfg Config) (*Ring, error) {
 	if n > 1 {
 		right := sess.Right()
 		cctx, cancel := context.WithTimeoutCause(ctx, cfg.ConnectTimeout, timeoutError{cfg.ConnectTimeout})
-		r.link, err = t.Connect(cctx, sess.Addr(right), Hello{Key: sess.Key(), From: rank, To: right})
+		r.link, err = t.Connect(cctx, sess.Addr(right), Hello{Key: sess.Key(), From: rank, To: right,
+			FromID: sess.Identity(rank), ToID: sess.Identity(right)})
 		cancel()
 		if err != nil {
 			r.unregister()

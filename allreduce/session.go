@@ -14,6 +14,7 @@ type SessionKey struct {
 type Session struct {
 	key     SessionKey
 	members []string
+	ids     []string // nil: no authentication
 	rank    int
 }
 
@@ -25,8 +26,17 @@ func NewSession(cfg Config) (Session, error) {
 	return Session{
 		key:     SessionKey{RunID: cfg.RunID, Generation: cfg.Generation},
 		members: slices.Clone(cfg.Members),
+		ids:     slices.Clone(cfg.Identities),
 		rank:    cfg.Rank,
 	}, nil
+}
+
+// Identity returns rank r's identity, or "" when the session has none.
+func (s Session) Identity(r int) string {
+	if s.ids == nil || r < 0 || r >= len(s.ids) {
+		return ""
+	}
+	return s.ids[r]
 }
 
 // Key returns (run id, generation).

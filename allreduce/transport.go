@@ -23,6 +23,15 @@ const (
 type Hello struct {
 	Key      SessionKey
 	From, To int
+	// FromID and ToID are the identities of ranks From and To (see
+	// Config.Identities); empty when the ring has none. They are never sent
+	// as data: on Connect, ToID is the identity the dialled endpoint must
+	// prove (GRPCTransport with TLS checks its certificate) and FromID this
+	// side's own; on Accept, FromID is the identity the sender proved (the
+	// name in its verified certificate), or "" when the transport
+	// authenticates nothing. MemNetwork, a trusted test network, hands
+	// FromID on as the sender gave it.
+	FromID, ToID string
 }
 
 // Message is one message on a stream. Run and generation are fixed per

@@ -2,6 +2,8 @@ package allreduce
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -12,10 +14,12 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	ringtrainpb "github.com/ringtrain/ringtrain/proto"
@@ -73,6 +77,22 @@ type grpcOptions struct {
 	services   []func(grpc.ServiceRegistrar)
 	serverOpts []grpc.ServerOption
 	dialOpts   []grpc.DialOption
+	tls        *TLS
+}
+
+// TLS secures a GRPCTransport with mutual TLS and names its peers.
+type TLS struct {
+	// Server is the listener's config; it must require and verify client
+	// certificates (e.g. pki.Source.ServerConfig).
+	Server *tls.Config
+	// Client is the config of connections to peers: the certificate this
+	// endpoint presents and how it verifies servers (e.g.
+	// pki.Source.ClientConfig). Connect also requires the server's identity
+	// to be the Hello's ToID.
+	Client *tls.Config
+	// Identify returns the identity a verified peer certificate names, as
+	// Config.Identities spells it (e.g. pki.IdentityOf(c).String()).
+	Identify func(*x509.Certificate) (string, error)
 }
 
 // WithAdvertiseAddr sets the address peers use to reach this endpoint, when
@@ -99,6 +119,14 @@ func WithDialOptions(opts ...grpc.DialOption) GRPCOption {
 	return func(o *grpcOptions) { o.dialOpts = append(o.dialOpts, opts...) }
 }
 
+// WithTLS makes the transport speak mutual TLS: its server accepts only
+// clients whose certificate c.Server verifies, an incoming stream's Hello
+// carries the identity its client proved (FromID, checked against
+// Config.Identities), and Connect accepts only the server the Hello names
+// (ToID). The payloads are then copied into TLS records, not sent in place.
+// With NewGRPCEndpoint, give your server ServerCredentials().
+func WithTLS(c TLS) GRPCOption { return func(o *grpcOptions) { o.tls = &c } }
+
 // GRPCTransport is the Transport over gRPC: it serves the Collective service
 // (ringtrain.v1.Collective) and the standard health service
 // (grpc.health.v1.Health), and opens one long-lived bidirectional stream per
@@ -118,6 +146,7 @@ type GRPCTransport struct {
 	reg      *registry
 	health   *health.Server
 	dialOpts []grpc.DialOption
+	tls      *TLS // nil: plaintext
 
 	srv       *grpc.Server // nil when the caller owns the server
 	serveDone chan struct{}
@@ -141,7 +170,11 @@ func NewGRPCTransport(lis net.Listener, opts ...GRPCOption) (*GRPCTransport, err
 		o.advertise = lis.Addr().String()
 	}
 	t := newGRPCTransport(o)
-	t.srv = grpc.NewServer(append(append(GRPCServerOptions(), grpc.WaitForHandlers(true)), o.serverOpts...)...)
+	sopts := append(GRPCServerOptions(), grpc.WaitForHandlers(true))
+	if creds := t.ServerCredentials(); creds != nil {
+		sopts = append(sopts, grpc.Creds(creds))
+	}
+	t.srv = grpc.NewServer(append(sopts, o.serverOpts...)...)
 	t.Register(t.srv)
 	for _, register := range o.services {
 		register(t.srv)
@@ -177,10 +210,37 @@ func newGRPCTransport(o grpcOptions) *GRPCTransport {
 		health:   health.NewServer(),
 		dialOpts: append(defaultDialOptions(), o.dialOpts...),
 		links:    make(map[*grpcLink]struct{}),
+		tls:      o.tls,
 	}
 	t.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	t.health.SetServingStatus(ringtrainpb.Collective_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	return t
+}
+
+// ServerCredentials are the server's TLS credentials (WithTLS), or nil for
+// plaintext.
+func (t *GRPCTransport) ServerCredentials() credentials.TransportCredentials {
+	if t.tls == nil {
+		return nil
+	}
+	return credentials.NewTLS(t.tls.Server)
+}
+
+// peerIdentity is the identity the client of a stream proved.
+func (t *GRPCTransport) peerIdentity(ctx context.Context) (string, error) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return "", fmt.Errorf("%w: no peer information", ErrUnauthorized)
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.PeerCertificates) == 0 {
+		return "", fmt.Errorf("%w: %s presented no certificate", ErrUnauthorized, p.Addr)
+	}
+	id, err := t.tls.Identify(info.State.PeerCertificates[0])
+	if err != nil {
+		return "", fmt.Errorf("%w: %s: %v", ErrUnauthorized, p.Addr, err)
+	}
+	return id, nil
 }
 
 // Register registers the Collective service and the health service on s.
@@ -247,7 +307,14 @@ func (t *GRPCTransport) Stream(ss grpc.BidiStreamingServer[ringtrainpb.Chunk, ri
 		return status.Errorf(codes.InvalidArgument, "allreduce: first message is %v, want KIND_HELLO", in.Kind)
 	}
 	hello := Hello{Key: SessionKey{RunID: in.RunId, Generation: in.Generation}, From: int(in.FromRank), To: int(in.ToRank)}
-	h, err := t.reg.lookup(ctx, hello)
+	var err error
+	if t.tls != nil {
+		hello.FromID, err = t.peerIdentity(ctx)
+	}
+	var h Handler
+	if err == nil {
+		h, err = t.reg.lookup(ctx, hello)
+	}
 	if err == nil {
 		err = h.Accept(hello)
 	}
@@ -259,7 +326,7 @@ func (t *GRPCTransport) Stream(ss grpc.BidiStreamingServer[ringtrainpb.Chunk, ri
 			rej.RunId, rej.Generation = ge.RunID, ge.Generation
 		}
 		t.log.Info("rejected stream", zap.String("run", hello.Key.RunID), zap.Uint64("generation", hello.Key.Generation),
-			zap.Int("from", hello.From), zap.Error(err))
+			zap.Int("from", hello.From), zap.String("peer", hello.FromID), zap.Error(err))
 		_ = ss.Send(rej)
 		return nil
 	}
@@ -352,27 +419,45 @@ func (t *GRPCTransport) Connect(ctx context.Context, addr string, hello Hello) (
 	}
 	// The channel writes unbuffered into a gatherConn, which sends pinned
 	// payloads in place (see gatherConn).
+	// Under TLS the payloads are encrypted into records anyway: the
+	// channel keeps its write buffer and the connection is only tracked
+	// (so that Close can end it).
 	gathers := new(gatherSet)
-	opts := append(append([]grpc.DialOption(nil), t.dialOpts...), grpc.WithWriteBufferSize(0),
-		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) {
-			var d net.Dialer
-			c, err := d.DialContext(ctx, "tcp", a)
-			if err != nil {
-				return nil, err
-			}
-			return gathers.wrap(c), nil
-		}))
+	wrap := gathers.wrap
+	opts := append([]grpc.DialOption(nil), t.dialOpts...)
+	sctx, cancel := context.WithCancel(context.Background())
+	hs := &handshakes{cancel: cancel}
+	if t.tls != nil {
+		wrap = gathers.track
+		opts = append(opts, grpc.WithTransportCredentials(&watchedCreds{credentials.NewTLS(t.clientTLS(hello.ToID)), hs}))
+	} else {
+		opts = append(opts, grpc.WithWriteBufferSize(0))
+	}
+	opts = append(opts, grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", a)
+		if err != nil {
+			return nil, err
+		}
+		return wrap(c), nil
+	}))
 	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
+		cancel()
 		return nil, fmt.Errorf("allreduce: dial %s: %w", addr, err)
 	}
-	sctx, cancel := context.WithCancel(context.Background())
 	stop := context.AfterFunc(ctx, cancel)
 	fail := func(err error) (Link, error) {
 		stop()
 		cancel()
 		conn.Close()
-		if ctx.Err() != nil {
+		herr, refused := hs.last()
+		switch {
+		case refused:
+			return nil, fmt.Errorf("%w: TLS handshake with %s: %v", ErrUnauthorized, addr, herr)
+		case ctx.Err() != nil && herr != nil:
+			return nil, fmt.Errorf("%w (last TLS handshake with %s: %v)", context.Cause(ctx), addr, herr)
+		case ctx.Err() != nil:
 			return nil, context.Cause(ctx)
 		}
 		return nil, err
@@ -416,6 +501,92 @@ func (t *GRPCTransport) Connect(ctx context.Context, addr string, hello Hello) (
 	t.mu.Unlock()
 	go l.recvLoop()
 	return l, nil
+}
+
+// clientTLS is the client config of a stream to the member want ("" takes
+// any server the config verifies).
+func (t *GRPCTransport) clientTLS(want string) *tls.Config {
+	c := t.tls.Client.Clone()
+	if want == "" {
+		return c
+	}
+	next := c.VerifyConnection
+	c.VerifyConnection = func(cs tls.ConnectionState) error {
+		if next != nil {
+			if err := next(cs); err != nil {
+				return err
+			}
+		}
+		if len(cs.PeerCertificates) == 0 {
+			return serverRefused("server presented no certificate")
+		}
+		got, err := t.tls.Identify(cs.PeerCertificates[0])
+		if err != nil {
+			return serverRefused(fmt.Sprintf("server: %v", err))
+		}
+		if got != want {
+			return serverRefused(fmt.Sprintf("server is %q, want %q", got, want))
+		}
+		return nil
+	}
+	return c
+}
+
+// serverRefused is Connect's refusal of a server's identity; it matches
+// ErrUnauthorized.
+type serverRefused string
+
+func (e serverRefused) Error() string        { return string(e) }
+func (e serverRefused) Is(target error) bool { return target == ErrUnauthorized }
+
+// handshakes records a link's failed TLS handshakes. A refusal (the server
+// is not the member we dial, or its certificate does not verify) ends the
+// connection attempt at once: retrying cannot change the certificate. Other
+// failures (a reset mid-handshake) are retried within Connect's context and
+// named if it runs out.
+type handshakes struct {
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	err     error
+	refused bool
+}
+
+func (h *handshakes) failed(err error) {
+	var unknown x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	var verify *tls.CertificateVerificationError
+	refused := errors.Is(err, ErrUnauthorized) || errors.As(err, &unknown) || errors.As(err, &invalid) || errors.As(err, &verify)
+	h.mu.Lock()
+	h.err, h.refused = err, h.refused || refused
+	h.mu.Unlock()
+	if refused {
+		h.cancel()
+	}
+}
+
+func (h *handshakes) last() (error, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.err, h.refused
+}
+
+// watchedCreds reports the client handshakes' failures to a handshakes.
+type watchedCreds struct {
+	credentials.TransportCredentials
+	hs *handshakes
+}
+
+func (w *watchedCreds) ClientHandshake(ctx context.Context, authority string, c net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	conn, info, err := w.TransportCredentials.ClientHandshake(ctx, authority, c)
+	if err != nil {
+		w.hs.failed(err)
+	}
+	return conn, info, err
+}
+
+func (w *watchedCreds) Clone() credentials.TransportCredentials {
+	return &watchedCreds{w.TransportCredentials.Clone(), w.hs}
 }
 
 // grpcLink is the client end of one Collective.Stream.
