@@ -77,7 +77,30 @@ func (n *Network) ComputeGradients(b Batch, scale float32) (lossSum float64) {
 	last := n.NumLayers() - 1
 	out := n.Spec.Layers[last+1]
 	lossSum = n.loss("ComputeGradients", b, n.ws.d[last][:b.N*out], scale)
-	n.backward(b.X, b.N)
+	n.backward(b.X, b.N, nil)
+	return lossSum
+}
+
+// ComputeGradientsThen is ComputeGradients that calls ready(l) as soon as
+// layer l's weight and bias gradients are final — from the last layer to the
+// first, each after its GEMM — so that a caller can start reducing them
+// while backward goes on (a data-parallel trainer's bucketed all-reduce).
+// ready must not touch n; it runs on the calling goroutine. The gradients
+// are the same bits as ComputeGradients'.
+func (n *Network) ComputeGradientsThen(b Batch, scale float32, ready func(layer int)) (lossSum float64) {
+	n.checkBatch("ComputeGradients", b)
+	if b.N == 0 {
+		clear(n.Grads)
+		for l := n.NumLayers() - 1; l >= 0; l-- {
+			ready(l)
+		}
+		return 0
+	}
+	n.forward(b.X, b.N)
+	last := n.NumLayers() - 1
+	out := n.Spec.Layers[last+1]
+	lossSum = n.loss("ComputeGradients", b, n.ws.d[last][:b.N*out], scale)
+	n.backward(b.X, b.N, ready)
 	return lossSum
 }
 
@@ -104,8 +127,9 @@ func (n *Network) loss(op string, b Batch, delta []float32, scale float32) float
 }
 
 // backward turns Δ^L in ws.d[last] into Grads, given the input x of the last
-// forward over rows examples.
-func (n *Network) backward(x []float32, rows int) {
+// forward over rows examples; ready, if not nil, is told each layer whose
+// gradients are final.
+func (n *Network) backward(x []float32, rows int, ready func(layer int)) {
 	for l := n.NumLayers() - 1; l >= 0; l-- {
 		inW, outW := n.Spec.Layers[l], n.Spec.Layers[l+1]
 		d := n.ws.d[l][:rows*outW]
@@ -115,6 +139,9 @@ func (n *Network) backward(x []float32, rows int) {
 		}
 		blas.Sgemm(true, false, outW, inW, rows, 1, d, outW, prev, inW, 0, n.WeightGrad(l), inW)
 		columnSums(d, outW, n.BiasGrad(l))
+		if ready != nil {
+			ready(l)
+		}
 		if l == 0 {
 			break
 		}

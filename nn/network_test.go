@@ -362,3 +362,37 @@ func TestParseLayersAndValidate(t *testing.T) {
 		t.Errorf("NumParams = %d", got)
 	}
 }
+
+// ComputeGradientsThen hands each layer over, from the output back, once
+// its gradients are final: the bits are ComputeGradients', and what the
+// caller sees at ready(l) is what the whole pass ends with.
+func TestComputeGradientsThen(t *testing.T) {
+	spec := Spec{Layers: []int{5, 7, 6, 3}, Activation: "relu", Loss: "cross_entropy"}
+	n := newTestNetwork(t, spec, 3)
+	b := randomBatch(rand.New(rand.NewPCG(3, 3)), spec, 8)
+	n.ComputeGradients(b, 0.5)
+	want := append([]float32(nil), n.Grads...)
+	clear(n.Grads)
+	var order []int
+	seen := map[int][]float32{}
+	n.ComputeGradientsThen(b, 0.5, func(l int) {
+		order = append(order, l)
+		seen[l] = append(append([]float32(nil), n.WeightGrad(l)...), n.BiasGrad(l)...)
+	})
+	if len(order) != 3 || order[0] != 2 || order[1] != 1 || order[2] != 0 {
+		t.Fatalf("ready order %v, want [2 1 0]", order)
+	}
+	for i := range want {
+		if n.Grads[i] != want[i] {
+			t.Fatalf("Grads[%d] = %v, ComputeGradients gives %v", i, n.Grads[i], want[i])
+		}
+	}
+	for l, got := range seen {
+		final := append(append([]float32(nil), n.WeightGrad(l)...), n.BiasGrad(l)...)
+		for i := range final {
+			if got[i] != final[i] {
+				t.Fatalf("layer %d at ready: value %d = %v, final %v", l, i, got[i], final[i])
+			}
+		}
+	}
+}

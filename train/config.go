@@ -72,6 +72,14 @@ type Spec struct {
 	Exact bool `json:"exact" yaml:"exact"`
 	// MicroBatch is the micro-shard size of exact training.
 	MicroBatch int `json:"micro_batch" yaml:"micro_batch"`
+	// BucketMiB caps the gradient buckets a step reduces while backward
+	// goes on: layers from the output back are grouped until a bucket holds
+	// at least this many MiB, and each bucket's all-reduce starts as soon as
+	// its layers' gradients are final (exact training: their integers). 0:
+	// one collective for the whole gradient after backward. Every rank must
+	// use the same value (it shapes the collectives), so it is run-wide; an
+	// exact run's result does not depend on it.
+	BucketMiB float64 `json:"bucket_mib" yaml:"bucket_mib"`
 	// LMMu is Levenberg–Marquardt's initial damping μ (--optimizer lm; see
 	// lm.go). The LM fields are ignored by the other optimizers.
 	LMMu float64 `json:"lm_mu" yaml:"lm_mu"`
@@ -97,7 +105,7 @@ func (s Spec) ResultDiff(o Spec) (flag string, a, b any, differs bool) {
 	for i := range t.NumField() {
 		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
 		switch name {
-		case "checkpoint_every", "checkpoint_keep", "eval_every", "lm_max_params":
+		case "checkpoint_every", "checkpoint_keep", "eval_every", "lm_max_params", "bucket_mib":
 			continue
 		case "lm_mu", "lm_mu_up", "lm_mu_down", "lm_trials":
 			if s.Optimizer != OptimizerLM && o.Optimizer != OptimizerLM {
@@ -158,6 +166,7 @@ func DefaultConfig() Config {
 		CheckpointKeep:  3,
 		Exact:           true,
 		MicroBatch:      DefaultMicroBatch,
+		BucketMiB:       DefaultBucketMiB,
 		LMMu:            DefaultLMMu,
 		LMMuUp:          DefaultLMMuUp,
 		LMMuDown:        DefaultLMMuDown,
@@ -270,6 +279,9 @@ func (c Spec) Validate() error {
 	if c.EvalEvery < 0 {
 		return usage.Errorf("--eval-every %d must not be negative", c.EvalEvery)
 	}
+	if !(c.BucketMiB >= 0 && c.BucketMiB <= 1024) {
+		return usage.Errorf("--bucket-mib %v must be within [0, 1024] (0: one all-reduce after backward); e.g. --bucket-mib %v", c.BucketMiB, DefaultBucketMiB)
+	}
 	return nil
 }
 
@@ -314,6 +326,7 @@ func RegisterFlags(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.Threads, "threads", c.Threads, "BLAS threads per process")
 	fs.BoolVar(&c.Exact, "exact", c.Exact, "exact training: the same parameters, bit for bit, at any worker count and through faults (false: plain float32 sums)")
 	fs.IntVar(&c.MicroBatch, "micro-batch", c.MicroBatch, "micro-shard size of exact training (examples); each worker computes whole micro-shards")
+	fs.Float64Var(&c.BucketMiB, "bucket-mib", c.BucketMiB, "gradient bucket size (MiB): each bucket's all-reduce starts while backward goes on; 0: one all-reduce after backward")
 	fs.Float64Var(&c.LMMu, "lm-mu", c.LMMu, "initial damping μ of --optimizer lm")
 	fs.Float64Var(&c.LMMuUp, "lm-mu-up", c.LMMuUp, "factor on μ after a rejected trial step (lm)")
 	fs.Float64Var(&c.LMMuDown, "lm-mu-down", c.LMMuDown, "factor on μ after an accepted step (lm)")

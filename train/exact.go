@@ -37,8 +37,10 @@ const DefaultMicroBatch = 16
 // rounded to a multiple of 2^(E+c−51), about 2^−48 of the bucket's largest,
 // far below float32's own resolution of the sum.
 //
-// A step costs two collectives: a small one (the exponents, beside the
-// control values) and the integer sum (twice the float32 gradient's bytes).
+// A step costs a small collective (the exponents, beside the control
+// values) and the integer sum (twice the float32 gradient's bytes), cut into
+// buckets of layers (--bucket-mib) so that the ring sums one bucket while
+// the next is converted; integer sums do not depend on the cut.
 
 // exactState is a Stepper's scratch for exact steps.
 type exactState struct {
@@ -51,6 +53,10 @@ type exactState struct {
 	acc     []int64     // the integer gradient, then the loss sum
 	exps    []int       // this rank's exponent per bucket (+ loss)
 	bounds  []float64   // one micro-shard's gradient bounds per bucket
+	// collectives are the integer sum's buckets of layers, in the order
+	// started (the run's --bucket-mib; the result does not depend on it).
+	collectives []bucket
+	pending     []Pending
 }
 
 type span struct{ off, len int }
@@ -84,6 +90,7 @@ func newExactState(st *State, world int) *exactState {
 	e.bounds = make([]float64, nb-1)
 	e.ctl = make([]float32, world*nb+1+world)
 	e.acc = make([]int64, off+1)
+	e.collectives = planBuckets(layers, bucketElems(st.Cfg.BucketMiB, 8))
 	return e
 }
 
@@ -149,17 +156,30 @@ func (s *Stepper) stepExact(ctx context.Context, vote bool) (Result, error) {
 		}
 	}
 
-	// The exact sum: integers, summed by the ring.
+	// The exact sum: integers, summed by the ring, one collective per
+	// bucket of layers from the output back (the loss sum rides with the
+	// first), each started as soon as its integers are ready so that the
+	// ring sums one bucket while the next is converted.
 	np := len(st.Net.Params)
-	for b, sp := range e.buckets {
-		toFixed(e.acc[sp.off:sp.off+sp.len], local, sp, e.shift(e.exps[b]))
-	}
 	ls := e.shift(e.exps[nb-1])
 	e.acc[np] = 0
 	for _, l := range e.losses[:hi-lo] {
 		e.acc[np] += int64(math.Ldexp(l, ls))
 	}
-	if err := s.red.StartInt64(ctx, e.acc).Wait(); err != nil {
+	e.pending = e.pending[:0]
+	for i, bk := range e.collectives {
+		for b, sp := range e.buckets {
+			if sp.off >= bk.off && sp.off < bk.end {
+				toFixed(e.acc[sp.off:sp.off+sp.len], local, sp, e.shift(e.exps[b]))
+			}
+		}
+		end := bk.end
+		if i == 0 {
+			end = np + 1
+		}
+		e.pending = append(e.pending, s.red.StartInt64(ctx, e.acc[bk.off:end]))
+	}
+	if err := waitAll(e.pending); err != nil {
 		return Result{}, fmt.Errorf("step %d: %w", st.Step, err)
 	}
 	reduce := time.Since(t1)

@@ -57,18 +57,19 @@ type done struct{ err error }
 
 func (d done) Wait() error { return d.err }
 
-// Vector is the buffer the ranks reduce each step: the gradient of the
-// global batch (each rank's share scaled by 1/B), then the control values
-// reduced with it — the sum of the losses, the votes to end the generation
-// after this step, and each rank's compute time in its own slot (the others
-// add zeros), so every rank learns every rank's time without another
-// collective.
+// Vector is the buffer the ranks reduce each step: the control values
+// first — the sum of the losses, the votes to end the generation after this
+// step, and each rank's compute time in its own slot (the others add zeros),
+// so every rank learns every rank's time without another collective — then
+// the gradient of the global batch (each rank's share scaled by 1/B). The
+// controls lead so that they travel with the last bucket of the gradient,
+// the one backward finishes last.
 type Vector struct {
 	buf       []float32
 	np, world int
 }
 
-// Control slots after the gradient.
+// Control slots before the gradient.
 const (
 	slotLoss    = 0
 	slotVote    = 1
@@ -77,28 +78,31 @@ const (
 
 // NewVector is a step vector for nparams parameters and world ranks.
 func NewVector(nparams, world int) Vector {
-	return Vector{buf: make([]float32, nparams+slotCompute+world), np: nparams, world: world}
+	return Vector{buf: make([]float32, slotCompute+world+nparams), np: nparams, world: world}
 }
+
+// controls is the number of control slots.
+func (v Vector) controls() int { return slotCompute + v.world }
 
 // Raw is the whole vector, as reduced.
 func (v Vector) Raw() []float32 { return v.buf }
 
 // Grads is the gradient part (the network's Grads during a step).
-func (v Vector) Grads() []float32 { return v.buf[:v.np:v.np] }
+func (v Vector) Grads() []float32 { return v.buf[v.controls():] }
 
 // LossSum is the reduced sum of the losses of the global batch.
-func (v Vector) LossSum() float64 { return float64(v.buf[v.np+slotLoss]) }
+func (v Vector) LossSum() float64 { return float64(v.buf[slotLoss]) }
 
 // Votes is how many ranks voted to end the generation after this step.
-func (v Vector) Votes() int { return int(v.buf[v.np+slotVote]) }
+func (v Vector) Votes() int { return int(v.buf[slotVote]) }
 
 // Compute is each rank's compute time of the step in seconds, by rank. The
 // slice aliases the vector: it is valid until the next step.
-func (v Vector) Compute() []float32 { return v.buf[v.np+slotCompute:] }
+func (v Vector) Compute() []float32 { return v.buf[slotCompute:v.controls():v.controls()] }
 
 // setControls writes this rank's control values before the reduction.
 func (v Vector) setControls(rank int, lossSum float64, vote bool, compute time.Duration) {
-	c := v.buf[v.np:]
+	c := v.buf[:v.controls()]
 	clear(c)
 	c[slotLoss] = float32(lossSum)
 	if vote {
@@ -144,6 +148,9 @@ type Stepper struct {
 	red   Reducer
 	vec   Vector
 	exact *exactState // nil: the float32 step
+	// buckets are the float32 step's collectives, in the order started.
+	buckets []bucket
+	starter startBuckets
 }
 
 // NewStepper binds st to its training data and a reducer. The network's
@@ -155,6 +162,7 @@ func NewStepper(st *State, data *dataset.Set, red Reducer) *Stepper {
 	if st.Cfg.Exact {
 		s.exact = newExactState(st, red.World())
 	}
+	s.buckets = planBuckets(st.Net.Spec.Layers, bucketElems(st.Cfg.BucketMiB, 4))
 	return s
 }
 
@@ -172,14 +180,36 @@ func (s *Stepper) Step(ctx context.Context, vote bool) (Result, error) {
 	if s.exact != nil {
 		return s.stepExact(ctx, vote)
 	}
+	return s.stepFloat(ctx, vote)
+}
+
+// stepFloat is Stepper.Step on the float32 path: this rank's shard of the
+// batch in one backward pass, each bucket's all-reduce started as soon as
+// backward has finished its layers, the last one with the control values.
+func (s *Stepper) stepFloat(ctx context.Context, vote bool) (Result, error) {
 	st := s.st
-	rank := s.red.Rank()
+	rank, world := s.red.Rank(), s.red.World()
 	t0 := time.Now()
-	lossSum, _ := st.ShardGradients(s.data, rank, s.red.World())
+	grads := s.vec.Grads()
+	sb := &s.starter
+	*sb = startBuckets{ctx: ctx, red: s.red, grads: grads, buckets: s.buckets, pending: sb.pending[:0]}
+	idx := st.batchIndices(s.data)
+	lo, hi := dataset.ShardRange(st.Cfg.Batch, rank, world)
+	var lossSum float64
+	if hi > lo {
+		lossSum = st.Net.ComputeGradientsThen(st.gather(s.data, idx[lo:hi]), float32(1/float64(st.Cfg.Batch)), sb.ready)
+	} else {
+		clear(grads)
+		for l := st.Net.NumLayers() - 1; l >= 0; l-- {
+			sb.ready(l)
+		}
+	}
 	compute := time.Since(t0)
 	s.vec.setControls(rank, lossSum, vote, compute)
+	last := s.buckets[len(s.buckets)-1]
 	t1 := time.Now()
-	if err := s.red.Start(ctx, s.vec.Raw()).Wait(); err != nil {
+	sb.pending = append(sb.pending, s.red.Start(ctx, s.vec.Raw()[:s.vec.controls()+last.end]))
+	if err := waitAll(sb.pending); err != nil {
 		return Result{}, fmt.Errorf("step %d: %w", st.Step, err)
 	}
 	return s.apply(s.vec.LossSum()/float64(st.Cfg.Batch), s.vec.Votes() > 0, s.vec.Compute(), compute, time.Since(t1), 4*len(s.vec.Raw()))

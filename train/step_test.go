@@ -94,7 +94,9 @@ func stepAll(t *testing.T, steppers []*Stepper, votes []bool) []Result {
 
 // The oracle of a data-parallel step: N ranks stepping through a real ring
 // end every step with the parameters of the single process stepping over
-// the whole batch (up to float32 summation order), and with the same loss.
+// the whole batch (up to float32 summation order), and with the same loss —
+// with one collective per step, or one per bucket of layers started while
+// backward goes on.
 func TestStepperRingMatchesSingleProcess(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	set := synthetic(512, 12, 3, 1)
@@ -106,11 +108,21 @@ func TestStepperRingMatchesSingleProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	for _, world := range []int{2, 3, 5} {
-		t.Run(fmt.Sprint(world), func(t *testing.T) {
+	for _, tc := range []struct {
+		world  int
+		layers string
+		bucket float64 // MiB: 0 one collective, 1e-4 one per layer
+		n      int     // collectives per step
+	}{{2, "12-16-3", 0, 1}, {3, "12-16-3", 0, 1}, {5, "12-16-3", 0, 1}, {2, "12-16-8-3", 1e-4, 3}, {3, "12-16-8-3", 1e-4, 3}, {3, "12-16-8-3", 1.5e-4, 2}} {
+		t.Run(fmt.Sprint(tc), func(t *testing.T) {
+			world, cfg := tc.world, cfg
+			cfg.Layers, cfg.BucketMiB = tc.layers, tc.bucket
 			ref, _ := NewState(cfg, set)
 			refStep := NewStepper(ref, set, SingleProcess{})
 			states, steppers := ringReplicas(t, cfg, set, world)
+			if n := len(steppers[0].buckets); n != tc.n {
+				t.Fatalf("%d collectives per step, want %d", n, tc.n)
+			}
 			for i := 0; i < 5; i++ {
 				want, err := refStep.Step(context.Background(), false)
 				if err != nil {
@@ -295,8 +307,13 @@ func TestStepperExactIsBitIdenticalAtAnyWorkerCount(t *testing.T) {
 		want = append(want, r)
 		hashes = append(hashes, ref.ParamHash())
 	}
+	// Each worker count cuts the integer sum into other buckets of layers
+	// (one for all, one per layer, ...): the result must not change.
+	buckets := []float64{0, 1e-4, 1, 4e-4, 1e-5}
 	for _, world := range []int{1, 2, 3, 4, 5} {
 		t.Run(fmt.Sprint(world), func(t *testing.T) {
+			cfg := cfg
+			cfg.BucketMiB = buckets[world-1]
 			states, steppers := ringReplicas(t, cfg, set, world)
 			for i := range steps {
 				got := stepAll(t, steppers, make([]bool, world))
@@ -308,5 +325,27 @@ func TestStepperExactIsBitIdenticalAtAnyWorkerCount(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Buckets cover the gradient exactly once, from the output layer back, each
+// but the last holding at least the cap.
+func TestPlanBuckets(t *testing.T) {
+	layers := []int{784, 512, 512, 10} // layer sizes 401,920, 262,656, 5,130
+	for _, tc := range []struct {
+		cap  int
+		want []bucket
+	}{
+		{0, []bucket{{0, 0, 669706}}},
+		{1, []bucket{{2, 664576, 669706}, {1, 401920, 664576}, {0, 0, 401920}}},
+		{262144, []bucket{{1, 401920, 669706}, {0, 0, 401920}}},
+		{1 << 30, []bucket{{0, 0, 669706}}},
+	} {
+		if got := planBuckets(layers, tc.cap); fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("cap %d: %v, want %v", tc.cap, got, tc.want)
+		}
+	}
+	if got := bucketElems(1, 4); got != 262144 {
+		t.Errorf("1 MiB of float32: %d elements", got)
 	}
 }

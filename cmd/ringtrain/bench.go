@@ -45,6 +45,7 @@ type benchJob struct {
 	Seed        uint64    `json:"seed,omitempty"`
 	Exact       bool      `json:"exact,omitempty"`
 	MicroBatch  int       `json:"micro_batch,omitempty"`
+	BucketMiB   float64   `json:"bucket_mib,omitempty"`
 	SizesMiB    []float64 `json:"sizes_mib,omitempty"`
 	Iters       int       `json:"iters,omitempty"`
 }
@@ -77,6 +78,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		fs.Uint64Var(&job.Seed, "seed", 1, "seed")
 		fs.BoolVar(&job.Exact, "exact", true, "exact training (micro-shards summed exactly), as the product's default; false: the float32 step")
 		fs.IntVar(&job.MicroBatch, "micro-batch", 0, "micro-shard size of exact training (0: global batch / 8)")
+		fs.Float64Var(&job.BucketMiB, "bucket-mib", train.DefaultBucketMiB, "gradient bucket size (MiB) of the all-reduce overlapped with backward; 0: one all-reduce after backward")
 	} else {
 		sizes := fs.String("sizes-mib", "1,4,16,64", "buffer sizes in MiB, comma-separated")
 		fs.IntVar(&job.Iters, "iters", 20, "timed all-reduces per size")
@@ -290,7 +292,7 @@ func benchTrain(ctx context.Context, job benchJob, ring *allreduce.Ring) (trainR
 	cfg.Layers, cfg.Batch, cfg.LR, cfg.Seed = job.Layers, job.GlobalBatch, job.LR, job.Seed
 	cfg.Schedule, cfg.Shuffle, cfg.Steps = "constant", false, int64(job.Warmup+job.Steps)
 	cfg.Data, cfg.Threads = "random", job.Threads
-	cfg.Exact, cfg.MicroBatch = job.Exact, max(job.MicroBatch, 1)
+	cfg.Exact, cfg.MicroBatch, cfg.BucketMiB = job.Exact, max(job.MicroBatch, 1), job.BucketMiB
 	st, err := train.NewState(cfg, data)
 	if err != nil {
 		return trainResult{}, err
