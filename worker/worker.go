@@ -320,6 +320,7 @@ type gen struct {
 	log     *zap.Logger
 	ring    *allreduce.Ring
 	stepper *train.Stepper
+	steps   []int64 // every rank's step, as the ranks agreed
 
 	lastPub    time.Time
 	window     time.Time
@@ -389,6 +390,7 @@ func (w *Worker) loop(ctx context.Context) error {
 				feed(w.failure(cur, err))
 				continue
 			}
+			cur.steps = steps
 			feed(StepsAgreed{Steps: steps})
 		case Sync:
 			if err := w.syncFrom(ctx, cur, a.From); err != nil {
@@ -484,8 +486,12 @@ func joinWatches(cancel context.CancelFunc, gens <-chan cluster.Generation, done
 func (w *Worker) failure(cur *gen, err error) Input {
 	suspect := ""
 	var pe *allreduce.PeerError
-	if cur != nil && errors.As(err, &pe) && pe.Rank >= 0 && pe.Rank < len(cur.g.Members) {
+	var se *StateError
+	switch {
+	case cur != nil && errors.As(err, &pe) && pe.Rank >= 0 && pe.Rank < len(cur.g.Members):
 		suspect = cur.g.Members[pe.Rank].ID
+	case errors.As(err, &se):
+		suspect = se.ID
 	}
 	return RingFailed{Err: err.Error(), Suspect: suspect}
 }
@@ -509,13 +515,15 @@ func (w *Worker) join(ctx context.Context, a Join) (*gen, error) {
 	return cur, nil
 }
 
-// agreeSteps tells every rank every rank's step and, in exact mode, the
-// digest of its fingerprint (train.Fingerprint.Sum32): a rank whose digest
-// differs from this rank's is ErrFingerprint. Each rank writes its own
-// slots of a vector that is summed: the step as two 24-bit halves and the
-// digest as two 16-bit halves, each exact in float32.
+// agreeSteps tells every rank every rank's step, the length of its state
+// vector and, in exact mode, the digest of its fingerprint
+// (train.Fingerprint.Sum32): a rank whose length differs from this rank's
+// is a *StateError naming it, one whose digest differs is ErrFingerprint.
+// Each rank writes its own slots of a vector that is summed: the step and
+// the length as two 24-bit halves each and the digest as two 16-bit
+// halves, each exact in float32.
 func (w *Worker) agreeSteps(ctx context.Context, cur *gen) ([]int64, error) {
-	const slots = 4
+	const slots = 6
 	world := len(cur.g.Members)
 	v := make([]float32, slots*world)
 	mine := v[slots*cur.rank:]
@@ -526,6 +534,8 @@ func (w *Worker) agreeSteps(ctx context.Context, cur *gen) ([]int64, error) {
 		fp = w.fp.Sum32()
 		mine[2], mine[3] = float32(fp>>16), float32(fp&0xffff)
 	}
+	n := w.st.FlatLen()
+	mine[4], mine[5] = float32(n>>24), float32(n&(1<<24-1))
 	if err := cur.ring.AllReduce(ctx, v); err != nil {
 		return nil, fmt.Errorf("state transfer: %w", err)
 	}
@@ -534,6 +544,10 @@ func (w *Worker) agreeSteps(ctx context.Context, cur *gen) ([]int64, error) {
 	for r := range steps {
 		s := v[slots*r:]
 		steps[r] = int64(s[0])<<24 | int64(s[1])
+		if theirs := int(s[4])<<24 | int(s[5]); theirs != n {
+			return nil, &StateError{Rank: r, ID: cur.g.Members[r].ID,
+				Reason: fmt.Sprintf("a state of %d values, this rank's has %d (another network or optimizer)", theirs, n)}
+		}
 		if theirs := uint32(s[2])<<16 | uint32(s[3]); w.fp != nil && theirs != fp {
 			bad = append(bad, fmt.Sprintf("rank %d (%s) states %08x", r, cur.g.Members[r].ID, theirs))
 		}
@@ -552,6 +566,9 @@ func (w *Worker) syncFrom(ctx context.Context, cur *gen, src int) error {
 		return err
 	}
 	if cur.rank != src {
+		if err := w.checkReceived(ctx, cur, src, flat); err != nil {
+			return err
+		}
 		if err := w.st.SetFlatState(flat); err != nil {
 			return err
 		}
