@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ringtrain/ringtrain/cluster"
+	"github.com/ringtrain/ringtrain/internal/pki"
 	"github.com/ringtrain/ringtrain/internal/usage"
 )
 
@@ -33,6 +34,11 @@ type Config struct {
 	GossipKey []byte
 	// Insecure allows running without the run's secrets (plain gossip).
 	Insecure bool
+	// TLS are the worker's certificate (identity worker:<ID>), key and the
+	// run's CA (see `ringtrain certs`): the ring then speaks mutual TLS and
+	// accepts each rank's stream only from that rank's member. Required
+	// unless Insecure.
+	TLS pki.Files
 	// HTTPAddr serves /metrics and /healthz, read-only (GET and HEAD);
 	// empty disables it. The default is on loopback; a container passes
 	// its own (e.g. :9090).

@@ -39,6 +39,7 @@ func TestConfigGossipKey(t *testing.T) {
 	if _, err := cluster.WriteGossipKeyFile(c.GossipKeyFile); err != nil {
 		t.Fatal(err)
 	}
+	c.ID, c.TLS = "w1", testCerts(t, c.Run, "w1")["w1"]
 	w, err := New(c)
 	if err != nil || len(w.cfg.GossipKey) != cluster.GossipKeySize {
 		t.Fatalf("New with a key file: %v (key %d bytes)", err, len(w.cfg.GossipKey))

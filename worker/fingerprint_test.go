@@ -121,6 +121,7 @@ type fpRun struct {
 	wg                 sync.WaitGroup
 	coord              chan error
 	gossipKey          []byte // the run's, the coordinator's
+	ca                 *testCA
 }
 
 func newFPRun(t *testing.T) *fpRun {
@@ -142,6 +143,7 @@ func newFPRun(t *testing.T) *fpRun {
 	cc.Spec = cluster.RunSpec{Config: cfg.Spec, MinWorkers: 2, HashEvery: 1}
 	cc.Logger = zap.NewNop()
 	r.gossipKey = cc.GossipKey
+	r.ca = newTestCA(t, "fp")
 	coord, err := coordinator.New(cc)
 	if err != nil {
 		t.Fatal(err)
@@ -166,7 +168,7 @@ func fpConfig() train.Config {
 func (r *fpRun) start(id, data string, threads int) <-chan error {
 	wc := DefaultConfig()
 	wc.Etcd, wc.Run, wc.ID = r.etcd, "fp", id
-	wc.GossipKey = r.gossipKey
+	wc.GossipKey, wc.TLS = r.gossipKey, r.ca.files(r.t, id)
 	wc.Listen, wc.GossipListen, wc.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", ""
 	wc.PeerTimeout, wc.LeaseTTL = 2*time.Second, 2*time.Second
 	wc.Data, wc.Threads = "csv:"+data+","+r.test, threads

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"github.com/ringtrain/ringtrain/internal/httpauth"
@@ -21,6 +22,7 @@ import (
 	"github.com/ringtrain/ringtrain/checkpoint"
 	"github.com/ringtrain/ringtrain/cluster"
 	"github.com/ringtrain/ringtrain/dataset"
+	"github.com/ringtrain/ringtrain/internal/pki"
 	"github.com/ringtrain/ringtrain/nn"
 	"github.com/ringtrain/ringtrain/train"
 )
@@ -47,6 +49,7 @@ type Worker struct {
 
 	run   *cluster.Client
 	tr    *allreduce.GRPCTransport
+	tls   *pki.Source // nil: the ring in plaintext (Insecure)
 	addr  string
 	spec  cluster.RunSpec
 	train *dataset.Set
@@ -93,10 +96,49 @@ func New(cfg Config) (*Worker, error) {
 		}
 		cfg.HTTPToken = tok
 	}
+	tlsSrc, err := loadTLS(cfg)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	return &Worker{cfg: cfg, log: cfg.Logger.With(zap.String("run", cfg.Run), zap.String("worker", cfg.ID)), stopping: make(chan struct{}), metrics: NewMetrics()}, nil
+	return &Worker{cfg: cfg, tls: tlsSrc, log: cfg.Logger.With(zap.String("run", cfg.Run), zap.String("worker", cfg.ID)), stopping: make(chan struct{}), metrics: NewMetrics()}, nil
+}
+
+// loadTLS loads the worker's certificate, which must be worker cfg.ID's;
+// nil when Insecure and no certificate is given.
+func loadTLS(cfg Config) (*pki.Source, error) {
+	if cfg.TLS == (pki.Files{}) {
+		if cfg.Insecure {
+			return nil, nil
+		}
+		return nil, usage.Errorf("--tls-dir is not set: the ring accepts only members with the run's certificates; " +
+			"create them with `ringtrain certs --out DIR --worker-ids ID` and pass --tls-dir DIR/worker/ID, or pass --insecure on a trusted network")
+	}
+	for _, f := range [][2]string{{"--tls-cert", cfg.TLS.Cert}, {"--tls-key", cfg.TLS.Key}, {"--tls-ca", cfg.TLS.CA}} {
+		if f[1] == "" {
+			return nil, usage.Errorf("%s is not set; give it, or --tls-dir DIR/worker/%s with all three files", f[0], cfg.ID)
+		}
+	}
+	src, err := pki.NewSource(cfg.TLS)
+	if err != nil {
+		return nil, usage.Errorf("--tls-dir: %v; create the files with `ringtrain certs --out DIR --worker-ids %s`", err, cfg.ID)
+	}
+	if id := src.Identity(); id.Role != pki.RoleWorker || id.ID != cfg.ID {
+		return nil, usage.Errorf("--tls-cert %s is the certificate of %s, not of worker:%s; give this worker's own (--tls-dir DIR/worker/%s) or --id %s",
+			cfg.TLS.Cert, id, cfg.ID, cfg.ID, id.ID)
+	}
+	return src, nil
+}
+
+// identify names a verified peer certificate as ring identities are spelt.
+func identify(c *x509.Certificate) (string, error) {
+	id, err := pki.IdentityOf(c)
+	if err != nil {
+		return "", err
+	}
+	return id.String(), nil
 }
 
 // Run serves the worker until the run finishes (nil), ctx ends, or an
@@ -130,7 +172,15 @@ func (w *Worker) Run(stop context.Context) error {
 		return usage.Errorf("--listen %q: %v", w.cfg.Listen, err)
 	}
 	w.addr = advertise(w.cfg.Advertise, lis.Addr())
-	if w.tr, err = allreduce.NewGRPCTransport(lis, allreduce.WithAdvertiseAddr(w.addr), allreduce.WithGRPCLogger(w.log)); err != nil {
+	opts := []allreduce.GRPCOption{allreduce.WithAdvertiseAddr(w.addr), allreduce.WithGRPCLogger(w.log)}
+	if w.tls != nil {
+		opts = append(opts, allreduce.WithTLS(allreduce.TLS{Server: w.tls.ServerConfig(), Client: w.tls.ClientConfig(), Identify: identify}))
+		w.log.Info("ring over mutual TLS", zap.Stringer("identity", w.tls.Identity()), zap.String("cert", w.cfg.TLS.Cert))
+	} else {
+		w.log.Warn("insecure: the ring runs in plaintext, unauthenticated; anyone who reaches --listen can take a rank (pass --tls-dir)",
+			zap.String("listen", w.cfg.Listen))
+	}
+	if w.tr, err = allreduce.NewGRPCTransport(lis, opts...); err != nil {
 		lis.Close()
 		return err
 	}
@@ -502,7 +552,7 @@ func (w *Worker) join(ctx context.Context, a Join) (*gen, error) {
 	cur := &gen{g: a.Gen, rank: a.Rank, log: w.log.With(zap.Uint64("gen", a.Gen.Gen), zap.Int("rank", a.Rank), zap.Int("world", world))}
 	ring, err := allreduce.NewRing(ctx, w.tr, allreduce.Config{
 		RunID: w.cfg.Run, Generation: a.Gen.Gen, Members: a.Gen.Addrs(), Rank: a.Rank,
-		PeerTimeout: w.cfg.PeerTimeout, Logger: cur.log,
+		Identities: w.identities(a.Gen), PeerTimeout: w.cfg.PeerTimeout, Logger: cur.log,
 	})
 	if err != nil {
 		return cur, fmt.Errorf("form ring: %w", err)
@@ -513,6 +563,19 @@ func (w *Worker) join(ctx context.Context, a Join) (*gen, error) {
 	w.metrics.Rank.Set(float64(a.Rank))
 	w.metrics.resetRanks(world)
 	return cur, nil
+}
+
+// identities are the ring identities of g's members (worker:<ID>), or nil
+// when the ring runs in plaintext.
+func (w *Worker) identities(g cluster.Generation) []string {
+	if w.tls == nil {
+		return nil
+	}
+	ids := make([]string, len(g.Members))
+	for i, m := range g.Members {
+		ids[i] = pki.Worker(w.cfg.Run, m.ID).String()
+	}
+	return ids
 }
 
 // agreeSteps tells every rank every rank's step, the length of its state

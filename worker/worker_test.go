@@ -67,10 +67,15 @@ func runCluster(t *testing.T, etcd []string, run string, cfg train.Config, n int
 		defer wg.Done()
 		errs <- coord.Run(ctx)
 	}()
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("w%d", i)
+	}
+	certs := testCerts(t, run, ids...)
 	for i := 0; i < n; i++ {
 		wc := DefaultConfig()
-		wc.Etcd, wc.Run, wc.ID = etcd, run, fmt.Sprintf("w%d", i)
-		wc.GossipKey = cc.GossipKey
+		wc.Etcd, wc.Run, wc.ID = etcd, run, ids[i]
+		wc.GossipKey, wc.TLS = cc.GossipKey, certs[ids[i]]
 		wc.Listen, wc.GossipListen, wc.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", ""
 		wc.PeerTimeout, wc.LeaseTTL = 2*time.Second, 2*time.Second
 		wc.Data, wc.CheckpointDir = cfg.Data, cfg.CheckpointDir

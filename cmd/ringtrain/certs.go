@@ -173,3 +173,18 @@ func issueCerts(dir, run string, ids []pki.Identity, opt pki.IssueOptions, force
 	}
 	return files, reused, nil
 }
+
+// localCerts issues, in dir, the CA of a `ringtrain local` run and the
+// certificates of its workers worker-1 … worker-n (re-issued on every
+// start; a CA left in a --work-dir is reused).
+func localCerts(dir, run string, n int) error {
+	ids := make([]pki.Identity, n)
+	for i := range ids {
+		ids[i] = pki.Worker(run, "worker-"+strconv.Itoa(i+1))
+	}
+	_, _, err := issueCerts(dir, run, ids, pki.IssueOptions{TTL: localLeafTTL}, true)
+	return err
+}
+
+// localLeafTTL outlasts any local run; the CA dies with its directory.
+const localLeafTTL = 30 * 24 * time.Hour

@@ -27,6 +27,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ringtrain/ringtrain/cluster"
+	"github.com/ringtrain/ringtrain/internal/pki"
 	"github.com/ringtrain/ringtrain/train"
 )
 
@@ -162,6 +163,9 @@ func newClusterEtcd(t *testing.T, stockEtcd string, trainArgs ...string) *testCl
 	if _, err := cluster.WriteGossipKeyFile(filepath.Join(dir, "gossip.key")); err != nil {
 		t.Fatal(err)
 	}
+	if _, _, err := issueCerts(filepath.Join(dir, "certs"), cluster.DefaultRun, nil, pki.IssueOptions{}, false); err != nil {
+		t.Fatal(err)
+	}
 	c.startEtcd()
 	c.connect()
 	return c
@@ -201,9 +205,21 @@ func (c *testCluster) startCoordinator(id string) *proc {
 	return p
 }
 
+// tlsDir issues (or re-issues) worker id's certificate from the cluster's
+// CA and returns its --tls-dir.
+func (c *testCluster) tlsDir(id string) string {
+	c.t.Helper()
+	w := pki.Worker(cluster.DefaultRun, id)
+	certs := filepath.Join(c.dir, "certs")
+	if _, _, err := issueCerts(certs, cluster.DefaultRun, []pki.Identity{w}, pki.IssueOptions{}, true); err != nil {
+		c.t.Fatal(err)
+	}
+	return pki.LeafDir(certs, w)
+}
+
 func (c *testCluster) startWorker(id string) *proc {
 	p := startProc(c.t, c.dir, id, "worker", "--etcd", c.endpoint, "--id", id, "--listen", "127.0.0.1:0",
-		"--gossip-listen", "127.0.0.1:0", "--gossip-key-file", filepath.Join(c.dir, "gossip.key"),
+		"--gossip-listen", "127.0.0.1:0", "--gossip-key-file", filepath.Join(c.dir, "gossip.key"), "--tls-dir", c.tlsDir(id),
 		"--http-addr", "", "--checkpoint-dir", c.ckpt, "--peer-timeout", "3s", "--lease-ttl", "5s", "--step-log", filepath.Join(c.dir, id+".steps.jsonl"))
 	c.workers[id] = p
 	return p

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ringtrain/ringtrain/cluster"
 	"github.com/ringtrain/ringtrain/coordinator"
+	"github.com/ringtrain/ringtrain/internal/pki"
 	"github.com/ringtrain/ringtrain/internal/usage"
 	"github.com/ringtrain/ringtrain/train"
 )
@@ -116,6 +117,12 @@ func runLocal(ctx context.Context, e *env, args []string) error {
 	if ccfg.GossipKey, err = cluster.WriteGossipKeyFile(gossipKeyFile); err != nil {
 		return err
 	}
+	// The run's CA and each worker's certificate, new for every start: the
+	// ring runs mutual TLS.
+	certsDir := filepath.Join(dir, "certs")
+	if err := localCerts(certsDir, ccfg.Run, lf.workers); err != nil {
+		return err
+	}
 	ccfg.Logger = log.Named("coordinator")
 	coord, err := coordinator.New(ccfg)
 	if err != nil {
@@ -144,6 +151,7 @@ func runLocal(ctx context.Context, e *env, args []string) error {
 			"--listen", "127.0.0.1:0", "--gossip-listen", "127.0.0.1:0", "--http-addr", "",
 			"--checkpoint-dir", cfg.CheckpointDir, "--data", cfg.Data, "--init", cfg.Init, "--threads", strconv.Itoa(cfg.Threads),
 			"--peer-timeout", lf.peerTimeout.String(), "--gossip-key-file", gossipKeyFile,
+			"--tls-dir", pki.LeafDir(certsDir, pki.Worker(ccfg.Run, id)),
 			"--log-level", level, "--step-log", filepath.Join(dir, id+".steps.jsonl")}
 		if err := procs.start(id, args, filepath.Join(dir, id+".log")); err != nil {
 			return err

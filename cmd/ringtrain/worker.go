@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ringtrain/ringtrain/internal/pki"
 	"github.com/ringtrain/ringtrain/internal/usage"
 	"github.com/ringtrain/ringtrain/worker"
 )
@@ -20,7 +21,7 @@ func init() {
 const (
 	gossipKeyUsage = "file with the run's gossip key, the same for every coordinator and worker: 32 random bytes, or the hex or base64\n" +
 		"of a 16-, 24- or 32-byte key (e.g. made by: openssl rand -hex 32 > gossip.key); gossip without it is ignored"
-	insecureUsage  = "run without the run's secrets (plain gossip); only on a trusted network"
+	insecureUsage  = "run without the run's secrets (plain gossip; a worker's ring in plaintext, unauthenticated); only on a trusted network"
 	httpTokenUsage = "file with a token every HTTP request but /healthz must carry as \"Authorization: Bearer TOKEN\"\n" +
 		"(at least 16 characters, e.g. made by: openssl rand -hex 32 > http.token); /healthz without it says only that the process is up"
 )
@@ -59,6 +60,7 @@ func registerWorkerFlags(fs *flag.FlagSet, c *worker.Config) {
 	fs.StringVar(&c.StepLog, "step-log", c.StepLog, "append one JSON line per applied step to this file")
 	fs.StringVar(&c.GossipKeyFile, "gossip-key-file", c.GossipKeyFile, gossipKeyUsage)
 	fs.BoolVar(&c.Insecure, "insecure", c.Insecure, insecureUsage)
+	registerTLSFlags(fs, &c.TLS, pki.RoleWorker)
 }
 
 func runWorker(ctx context.Context, e *env, args []string) error {
