@@ -80,7 +80,7 @@ func TestWorkerInfoFingerprint(t *testing.T) {
 	e := startEtcd(t)
 	c := newTestClient(t, e, "fpreg")
 	ctx := testCtx(t, 20*time.Second)
-	fp := train.Fingerprint{GEMM: "gonum", Kernel: "generic", Threads: 2, GOARCH: "arm64", Data: strings.Repeat("a1", 32)}
+	fp := train.Fingerprint{GEMM: "go", Kernel: "generic", Threads: 2, GOARCH: "arm64", Data: strings.Repeat("a1", 32)}
 	for _, info := range []WorkerInfo{
 		{ID: "w1", Addr: "127.0.0.1:1", Started: time.Unix(1, 0).UTC(), Fingerprint: fp},
 		{ID: "w2", Addr: "127.0.0.1:2", Started: time.Unix(2, 0).UTC()},

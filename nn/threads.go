@@ -12,12 +12,18 @@ func SetThreads(n int) { blas.SetThreads(n) }
 func Threads() int { return blas.Threads() }
 
 // BLASBackend names the matrix multiply compiled in: "openblas" (cgo) or
-// "gonum" (CGO_ENABLED=0 or -tags purego).
+// "go" (CGO_ENABLED=0 or -tags purego).
 func BLASBackend() string { return blas.Backend }
 
 // BLASKernel names the kernel the matrix multiply runs on this machine:
 // OpenBLAS's core name, chosen per CPU (e.g. "Haswell", "SkylakeX",
-// "Cooperlake"), or "generic" for gonum. With BLASBackend, the thread count
-// and GOARCH it is what can change a product's float32 bits between
-// machines.
+// "Cooperlake"), or the pure-Go backend's "avx2-fma" or "generic". With
+// BLASBackend, the thread count and GOARCH it is what can change a
+// product's float32 bits between machines.
 func BLASKernel() string { return blas.Kernel() }
+
+// BLASKernelError reports a RINGTRAIN_GEMM_KERNEL value this process cannot
+// honour (an unknown kernel, one the CPU lacks, or any value in the OpenBLAS
+// build, where it has no effect) as one line naming the variable, the value
+// and the valid values; nil when it is unset or honoured.
+func BLASKernelError() error { return blas.KernelEnvError() }

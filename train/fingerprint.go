@@ -24,10 +24,11 @@ import (
 // and, as a digest (Sum32), at every generation's start, and one that
 // differs is refused.
 type Fingerprint struct {
-	// GEMM is the matrix multiply compiled in: "openblas" or "gonum".
+	// GEMM is the matrix multiply compiled in: "openblas" or "go".
 	GEMM string `json:"gemm"`
 	// Kernel is the GEMM kernel on this machine: OpenBLAS's core name
-	// (e.g. "Haswell", "SkylakeX"), "generic" for gonum.
+	// (e.g. "Haswell", "SkylakeX"), or the pure-Go backend's "avx2-fma" or
+	// "generic" (RINGTRAIN_GEMM_KERNEL selects it).
 	Kernel string `json:"kernel"`
 	// Threads is the BLAS thread count per worker (--threads).
 	Threads int `json:"threads"`
@@ -147,15 +148,19 @@ func (f Fingerprint) firstDiff(run Fingerprint) (fpPart, bool) {
 	switch {
 	case f.GEMM != run.GEMM:
 		fix := "use a build with cgo and libopenblas (the default build)"
-		if run.GEMM == "gonum" {
+		if run.GEMM == "go" {
 			fix = "use a pure-Go build (CGO_ENABLED=0 or -tags purego)"
 		}
 		return fpPart{"GEMM backend", f.GEMM, run.GEMM,
 			fmt.Sprintf("the GEMM backend %s differs from the run's %s (%s); %s", f.GEMM, run.GEMM, fpWhy, fix)}, true
 	case f.Kernel != run.Kernel:
+		env := "OPENBLAS_CORETYPE"
+		if run.GEMM == "go" {
+			env = "RINGTRAIN_GEMM_KERNEL"
+		}
 		return fpPart{"GEMM kernel", f.Kernel, run.Kernel,
-			fmt.Sprintf("the GEMM kernel %s differs from the run's %s (%s); run it on a CPU of the run's kind, or set OPENBLAS_CORETYPE=%s where the CPU supports that kernel",
-				f.Kernel, run.Kernel, fpWhy, run.Kernel)}, true
+			fmt.Sprintf("the GEMM kernel %s differs from the run's %s (%s); run it on a CPU of the run's kind, or set %s=%s where the CPU supports that kernel",
+				f.Kernel, run.Kernel, fpWhy, env, run.Kernel)}, true
 	case f.Threads != run.Threads:
 		return fpPart{"threads", fmt.Sprint(f.Threads), fmt.Sprint(run.Threads),
 			fmt.Sprintf("--threads %d differs from the run's %d (%s); start it with --threads %d", f.Threads, run.Threads, fpWhy, run.Threads)}, true

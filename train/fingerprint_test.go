@@ -25,9 +25,9 @@ func TestFingerprintDiff(t *testing.T) {
 		check []string // substrings of Check's message
 	}{
 		{"equal", run, "", nil},
-		{"backend", with(func(f *Fingerprint) { f.GEMM, f.Kernel = "gonum", "generic" }),
-			"GEMM backend gonum here, openblas in the run",
-			[]string{"the GEMM backend gonum differs from the run's openblas", "libopenblas"}},
+		{"backend", with(func(f *Fingerprint) { f.GEMM, f.Kernel = "go", "generic" }),
+			"GEMM backend go here, openblas in the run",
+			[]string{"the GEMM backend go differs from the run's openblas", "libopenblas"}},
 		{"kernel", with(func(f *Fingerprint) { f.Kernel = "Haswell" }),
 			"GEMM kernel Haswell here, Cooperlake in the run",
 			[]string{"the GEMM kernel Haswell differs from the run's Cooperlake", "OPENBLAS_CORETYPE=Cooperlake"}},

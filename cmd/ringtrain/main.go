@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"github.com/ringtrain/ringtrain/internal/usage"
+	"github.com/ringtrain/ringtrain/nn"
 )
 
 // command is one subcommand: parse args, build a config, run.
@@ -68,6 +69,10 @@ func mainErr(args []string, stdout, stderr io.Writer) int {
 	cmd, ok := commands[args[0]]
 	if !ok {
 		fmt.Fprintf(stderr, "ringtrain: unknown command %q; run `ringtrain --help` for the list\n", args[0])
+		return 2
+	}
+	if err := nn.BLASKernelError(); err != nil {
+		fmt.Fprintf(stderr, "ringtrain %s: %v\n", args[0], err)
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

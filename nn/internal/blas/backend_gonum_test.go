@@ -10,7 +10,7 @@ import (
 )
 
 // wantBackend is the implementation this build must have compiled in.
-const wantBackend = "gonum"
+const wantBackend = "go"
 
 // TestSgemmRunsActiveKernel: Sgemm runs the kernel Kernel names, bit for
 // bit, whichever of this CPU's kernels is active.

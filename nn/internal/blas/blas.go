@@ -40,8 +40,8 @@ package blas
 
 import "fmt"
 
-// Backend names the implementation compiled in: "openblas", or "gonum" for
-// the pure-Go backend (named after the library of its generic kernel).
+// Backend names the implementation compiled in: "openblas", or "go" for the
+// pure-Go backend.
 const Backend = backend
 
 // Kernel names the kernel Sgemm runs on this machine: OpenBLAS's core name

@@ -165,7 +165,7 @@ func TestKernel(t *testing.T) {
 	if k == "" {
 		t.Fatal("Kernel() is empty")
 	}
-	if Backend == "gonum" && k != "avx2-fma" && k != "generic" {
+	if Backend == "go" && k != "avx2-fma" && k != "generic" {
 		t.Fatalf("Kernel() = %q for gonum, want avx2-fma or generic", k)
 	}
 	if again := Kernel(); again != k {

@@ -110,7 +110,7 @@ func TestGoKernelsDeterministic(t *testing.T) {
 // CI's machines have AVX2 and FMA, so there a build or CPU without it fails
 // instead of skipping.
 func TestAVX2KernelPresent(t *testing.T) {
-	if Backend != "gonum" || runtime.GOARCH != "amd64" {
+	if Backend != "go" || runtime.GOARCH != "amd64" {
 		t.Skipf("the AVX2 kernel belongs to the pure-Go backend on amd64 (this is %s on %s)", Backend, runtime.GOARCH)
 	}
 	if !haveAVX2 {

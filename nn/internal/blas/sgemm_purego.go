@@ -4,7 +4,7 @@ package blas
 
 import "sync/atomic"
 
-const backend = "gonum"
+const backend = "go"
 
 // kernel is the pure-Go kernel in use: KernelEnv's choice, else the fastest.
 func kernel() string { return active.String() }
