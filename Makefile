@@ -83,6 +83,7 @@ run: build data
 # tests run, TestBackend among them, so the fallback cannot rot unseen.
 test: test-deps build data lint verify-proto etcd-binary
 	$(GO) test -count=1 -timeout 30m -skip '^TestChaos$$' ./...
+	$(MAKE) fuzz-smoke FUZZTIME=5s
 	$(GO) test -count=1 -race -timeout 30m ./allreduce/... ./cluster/... ./coordinator/... ./worker/... ./train/...
 	CGO_ENABLED=0 $(GO) build -tags purego -o /dev/null ./cmd/ringtrain
 	CGO_ENABLED=0 $(GO) test -count=1 -tags purego ./nn/...
@@ -113,3 +114,4 @@ clean:
 	rm -rf $(BIN) out
 
 include mk/deploy.mk
+include mk/fuzz.mk
