@@ -184,11 +184,18 @@ func TestSyncRefusesABadState(t *testing.T) {
 			corrupt(send)
 			before := recv.ParamsSHA256()
 			w := &Worker{st: recv}
+			received := make(chan struct{})
 			errs := onRing(t, 2, func(ctx context.Context, cur *gen) error {
 				cur.steps = []int64{0, 12} // as stated when the ranks agreed
 				if cur.rank == 1 {
-					return cur.ring.Broadcast(ctx, send.FlatState(), 1)
+					err := cur.ring.Broadcast(ctx, send.FlatState(), 1)
+					select { // the ring stays open until the receiver is done, as a training sender's does
+					case <-received:
+					case <-ctx.Done():
+					}
+					return err
 				}
+				defer close(received)
 				return w.syncFrom(ctx, cur, 1)
 			})
 			if errs[1] != nil {
