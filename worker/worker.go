@@ -230,6 +230,7 @@ func (w *Worker) Run(stop context.Context) error {
 	}
 	defer reg.Close()
 	w.log.Info("registered", zap.String("addr", w.addr), zap.String("gossip", gossip.Addr()), zap.Int64("step", w.st.Step))
+	w.logLine(fmt.Sprintf(`{"event":"registered","step":%d}`, w.st.Step))
 
 	w.prog = newPublisher(w.run, w.log)
 	defer w.prog.Close()
@@ -776,9 +777,12 @@ func (w *Worker) finish(ctx context.Context, cur *gen) error {
 	return nil
 }
 
+// logLine appends one record, a JSON object, to the step log, stamped with
+// the wall-clock time in Unix nanoseconds ("t") so that recovery and join
+// times can be measured from the logs (`ringtrain bench recovery`).
 func (w *Worker) logLine(s string) {
 	if w.steplog != nil {
-		w.steplog.WriteString(s + "\n")
+		w.steplog.WriteString(`{"t":` + strconv.FormatInt(time.Now().UnixNano(), 10) + "," + s[1:] + "\n")
 	}
 }
 

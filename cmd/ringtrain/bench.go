@@ -26,7 +26,7 @@ import (
 )
 
 func init() {
-	register("bench", "benchmarks: `bench train` (the reference MLP), `bench allreduce` (the ring) and `bench wire` (its TCP ceiling)", runBench)
+	register("bench", "benchmarks: `bench train` (the reference MLP), `bench allreduce` (the ring), `bench wire` (its TCP ceiling) and `bench recovery` (kill -9 to training again)", runBench)
 	register("bench-rank", "one rank of a benchmark (internal: started by `ringtrain bench`)", runBenchRank)
 }
 
@@ -51,12 +51,16 @@ type benchJob struct {
 }
 
 func runBench(ctx context.Context, e *env, args []string) error {
+	if len(args) > 0 && args[0] == "recovery" {
+		e.name += " recovery"
+		return runBenchRecovery(ctx, e, args[1:])
+	}
 	if len(args) == 0 || (args[0] != "train" && args[0] != "allreduce" && args[0] != "wire") {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			fmt.Fprintln(e.stdout, "Usage: ringtrain bench train|allreduce|wire [flags]")
+			fmt.Fprintln(e.stdout, "Usage: ringtrain bench train|allreduce|wire|recovery [flags]")
 			return nil
 		}
-		return usage.New("bench needs a kind: `ringtrain bench train`, `ringtrain bench allreduce` or `ringtrain bench wire`")
+		return usage.New("bench needs a kind: `ringtrain bench train`, `ringtrain bench allreduce`, `ringtrain bench wire` or `ringtrain bench recovery`")
 	}
 	kind := args[0]
 	e.name += " " + kind
@@ -77,7 +81,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		fs.Float64Var(&job.LR, "lr", 0.05, "learning rate (SGD, momentum 0.9)")
 		fs.Uint64Var(&job.Seed, "seed", 1, "seed")
 		fs.BoolVar(&job.Exact, "exact", true, "exact training (micro-shards summed exactly), as the product's default; false: the float32 step")
-		fs.IntVar(&job.MicroBatch, "micro-batch", 0, "micro-shard size of exact training (0: global batch / 8)")
+		fs.IntVar(&job.MicroBatch, "micro-batch", train.DefaultMicroBatch, "micro-shard size of exact training (the product's default)")
 		fs.Float64Var(&job.BucketMiB, "bucket-mib", train.DefaultBucketMiB, "gradient bucket size (MiB) of the all-reduce overlapped with backward; 0: one all-reduce after backward")
 	} else {
 		sizes := fs.String("sizes-mib", "1,4,16,64", "buffer sizes in MiB, comma-separated")
@@ -116,8 +120,8 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	if job.Threads <= 0 {
 		job.Threads = max(1, runtime.NumCPU() / *workers)
 	}
-	if job.MicroBatch <= 0 {
-		job.MicroBatch = max(1, job.GlobalBatch/8)
+	if job.MicroBatch < 1 || job.MicroBatch > job.GlobalBatch {
+		return usage.Errorf("--micro-batch %d must be within [1, --global-batch %d]", job.MicroBatch, job.GlobalBatch)
 	}
 	if *workers == 1 {
 		job.Members = []string{""}
