@@ -4,7 +4,6 @@ import (
 	"crypto"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -122,11 +121,24 @@ type KeyPair struct {
 
 // Issue signs a new key pair for id, which must be of a's run.
 func (a *Authority) Issue(id Identity, opt IssueOptions) (KeyPair, error) {
-	if err := id.Validate(); err != nil {
+	key, err := newKey()
+	if err != nil {
 		return KeyPair{}, err
 	}
+	cert, err := a.issue(id, key.Public(), opt)
+	if err != nil {
+		return KeyPair{}, err
+	}
+	return KeyPair{Cert: cert, Key: mustKeyPEM(key)}, nil
+}
+
+// issue signs a leaf for id over pub and returns it with its chain (PEM).
+func (a *Authority) issue(id Identity, pub crypto.PublicKey, opt IssueOptions) ([]byte, error) {
+	if err := id.Validate(); err != nil {
+		return nil, err
+	}
 	if a.Run != "" && id.Run != a.Run {
-		return KeyPair{}, fmt.Errorf("pki: cannot issue %s of run %q from the CA of run %q", id, id.Run, a.Run)
+		return nil, fmt.Errorf("pki: cannot issue %s of run %q from the CA of run %q", id, id.Run, a.Run)
 	}
 	now := opt.Now
 	if now.IsZero() {
@@ -136,13 +148,9 @@ func (a *Authority) Issue(id Identity, opt IssueOptions) (KeyPair, error) {
 	if ttl <= 0 {
 		ttl = DefaultLeafTTL
 	}
-	key, err := newKey()
-	if err != nil {
-		return KeyPair{}, err
-	}
 	serial, err := newSerial()
 	if err != nil {
-		return KeyPair{}, err
+		return nil, err
 	}
 	notAfter := now.Add(ttl)
 	if notAfter.After(a.Intermediate.NotAfter) {
@@ -163,18 +171,11 @@ func (a *Authority) Issue(id Identity, opt IssueOptions) (KeyPair, error) {
 		DNSNames:     opt.DNSNames,
 		IPAddresses:  opt.IPs,
 	}
-	cert, err := sign(tmpl, a.Intermediate, key.Public(), a.key)
+	cert, err := sign(tmpl, a.Intermediate, pub, a.key)
 	if err != nil {
-		return KeyPair{}, err
+		return nil, err
 	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return KeyPair{}, err
-	}
-	return KeyPair{
-		Cert: append(certPEM(cert), certPEM(a.Intermediate)...),
-		Key:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
-	}, nil
+	return append(certPEM(cert), certPEM(a.Intermediate)...), nil
 }
 
 // RootPEM is the trust anchor, ca.pem.

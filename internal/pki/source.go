@@ -114,7 +114,18 @@ func load(f Files) (*tls.Certificate, *x509.CertPool, Identity, error) {
 // ServerConfig is the TLS config of a server that requires every client to
 // present a certificate chaining to the run's root (TLS 1.3 only). Each
 // handshake takes the current key pair and bundle.
-func (s *Source) ServerConfig() *tls.Config {
+func (s *Source) ServerConfig() *tls.Config { return s.serverConfig(tls.RequireAndVerifyClientCert) }
+
+// OptionalClientServerConfig is ServerConfig for a server that also admits
+// clients without a certificate (workers about to enroll): a certificate a
+// client does present must chain to the run's root and name an identity,
+// but one without is let in, so every call it serves must authorize the
+// caller (PeerIdentity is ErrNoPeerCertificate for it).
+func (s *Source) OptionalClientServerConfig() *tls.Config {
+	return s.serverConfig(tls.VerifyClientCertIfGiven)
+}
+
+func (s *Source) serverConfig(auth tls.ClientAuthType) *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS13,
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
@@ -125,10 +136,13 @@ func (s *Source) ServerConfig() *tls.Config {
 			return &tls.Config{
 				MinVersion:   tls.VersionTLS13,
 				Certificates: []tls.Certificate{*cert},
-				ClientAuth:   tls.RequireAndVerifyClientCert,
+				ClientAuth:   auth,
 				ClientCAs:    pool,
 				Time:         s.now,
-				VerifyPeerCertificate: func(_ [][]byte, chains [][]*x509.Certificate) error {
+				VerifyPeerCertificate: func(raw [][]byte, chains [][]*x509.Certificate) error {
+					if len(raw) == 0 && auth != tls.RequireAndVerifyClientCert {
+						return nil // no certificate, and none required
+					}
 					return checkIdentity(chains)
 				},
 			}, nil
