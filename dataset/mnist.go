@@ -41,22 +41,35 @@ var mnistFiles = []string{MNISTTrainImages, MNISTTrainLabels, MNISTTestImages, M
 // train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte
 // and t10k-labels-idx1-ubyte, each raw or with a .gz suffix. The sets hold
 // the pixels as bytes (Set.Bytes, ByteScale 255): 55 MB in all instead of
-// 220 MB of float32, outside the Go heap where the system allows, read-only,
-// and read once per process for each unchanged file. Errors name the file at
-// fault.
+// 220 MB of float32, read-only, outside the Go heap where the system allows,
+// and read once per process for each unchanged file.
+//
+// On Linux each image file is decoded once per machine into a file in
+// CacheDir ($RINGTRAIN_CACHE_DIR, else ringtrain/mnist in the user's cache
+// directory), verified by a checksum at every load and rebuilt when it does
+// not match, and mapped shared, so that the workers of a machine hold one
+// copy of the pixels between them; Set.BytesFile names that file. Where the
+// directory cannot be created or written, the pixels are read into memory
+// private to the process instead (Set.BytesFile empty), silently. Errors
+// name the file at fault.
 func LoadMNIST(dir string) (train, test *Set, err error) {
-	train, err = loadMNISTPair(dir, MNISTTrainImages, MNISTTrainLabels)
+	return loadMNIST(dir, CacheDir())
+}
+
+// loadMNIST is LoadMNIST with the cache directory passed in ("": none).
+func loadMNIST(dir, cacheDir string) (train, test *Set, err error) {
+	train, err = loadMNISTPair(dir, cacheDir, MNISTTrainImages, MNISTTrainLabels)
 	if err != nil {
 		return nil, nil, err
 	}
-	test, err = loadMNISTPair(dir, MNISTTestImages, MNISTTestLabels)
+	test, err = loadMNISTPair(dir, cacheDir, MNISTTestImages, MNISTTestLabels)
 	if err != nil {
 		return nil, nil, err
 	}
 	return train, test, nil
 }
 
-func loadMNISTPair(dir, imagesName, labelsName string) (*Set, error) {
+func loadMNISTPair(dir, cacheDir, imagesName, labelsName string) (*Set, error) {
 	imagesPath, err := mnistFile(dir, imagesName)
 	if err != nil {
 		return nil, err
@@ -65,7 +78,7 @@ func loadMNISTPair(dir, imagesName, labelsName string) (*Set, error) {
 	if err != nil {
 		return nil, err
 	}
-	pix, n, rows, cols, err := loadImages(imagesPath)
+	im, err := loadImages(imagesPath, cacheDir)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
 		return nil, fmt.Errorf("dataset: %w", err)
 	}
@@ -81,16 +94,17 @@ func loadMNISTPair(dir, imagesName, labelsName string) (*Set, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", labelsPath, err)
 	}
-	if len(labels) != n {
+	if len(labels) != im.n {
 		return nil, fmt.Errorf("%w: %s holds %d labels but %s holds %d images; use files from the same MNIST release",
-			ErrMismatch, labelsPath, len(labels), imagesPath, n)
+			ErrMismatch, labelsPath, len(labels), imagesPath, im.n)
 	}
 	for i, l := range labels {
 		if l >= mnistClasses {
 			return nil, fmt.Errorf("%w: %s: label %d of example %d is outside [0,%d)", ErrCorrupt, labelsPath, l, i, mnistClasses)
 		}
 	}
-	return &Set{Bytes: pix, ByteScale: 255, Labels: labels, N: n, Dim: rows * cols, Classes: mnistClasses}, nil
+	return &Set{Bytes: im.pix, BytesFile: im.file, ByteScale: 255, Labels: labels, N: im.n, Dim: im.rows * im.cols,
+		Classes: mnistClasses}, nil
 }
 
 // mnistFile returns the path of name in dir, raw or with a .gz suffix

@@ -16,6 +16,10 @@ type Set struct {
 	// float32. MNIST pixels are held so, with ByteScale 255: features in
 	// [0, 1], with no other normalisation.
 	Bytes []byte
+	// BytesFile is the cache file Bytes is a read-only shared mapping of,
+	// when the bytes are shared with other processes (LoadMNIST); empty
+	// when they are private to this process.
+	BytesFile string
 	// ByteScale is the divisor of Bytes (255 for MNIST); unused with X.
 	ByteScale float32
 	// Labels holds the class of each example, [N], each in [0, Classes).
@@ -133,6 +137,7 @@ func (s *Set) Subset(n int) *Set {
 		sub.X = s.X[: n*s.Dim : n*s.Dim]
 	} else {
 		sub.Bytes = s.Bytes[: n*s.Dim : n*s.Dim]
+		sub.BytesFile = s.BytesFile
 	}
 	if s.Labels != nil {
 		sub.Labels = s.Labels[:n:n]
