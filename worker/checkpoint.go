@@ -36,6 +36,12 @@ type checkpointDeps struct {
 // persists it in the background; the checkpoint is published in etcd only
 // after its files are durable. One write is in flight at a time; the
 // checkpointer owns that goroutine and Wait joins it.
+//
+// The snapshot is the one copy of the state it keeps: the write reads it
+// while training changes the live state, and the next snapshot overwrites
+// it only after that write is done. It holds the parameters and the
+// optimizer's buffers, copied straight from the live state: no gradient
+// buffer and no flat intermediate vector.
 type checkpointer struct {
 	d    checkpointDeps
 	snap *train.State // reused copy of the state being written
@@ -76,20 +82,29 @@ func (c *checkpointer) SaveNow(ctx context.Context, gen uint64, st *train.State,
 // Wait blocks until no write is in flight.
 func (c *checkpointer) Wait() { c.busy.Wait() }
 
+// copyState copies st and hist into the snapshot. The caller has waited for
+// the previous write.
 func (c *checkpointer) copyState(st *train.State, hist *train.History) error {
 	if c.snap == nil {
 		s, err := train.NewState(c.d.cfg, c.d.data)
 		if err != nil {
 			return err
 		}
+		s.Net.Grads = nil // a snapshot is written, never trained
 		c.snap = s
 	}
-	if err := c.snap.SetFlatState(st.FlatState()); err != nil {
-		return err
+	if len(c.snap.Net.Params) != len(st.Net.Params) {
+		return fmt.Errorf("checkpoint snapshot: the state has %d parameters, the snapshot %d", len(st.Net.Params), len(c.snap.Net.Params))
 	}
+	copy(c.snap.Net.Params, st.Net.Params)
+	if err := c.snap.Opt.SetState(st.Opt.State()); err != nil {
+		return fmt.Errorf("checkpoint snapshot: %w", err)
+	}
+	c.snap.Step = st.Step
+	loss, eval := c.hist.Loss[:0], c.hist.Eval[:0] // the previous write's, done with
 	c.hist = *hist
-	c.hist.Loss = append([]train.Point(nil), hist.Loss...)
-	c.hist.Eval = append([]train.EvalPoint(nil), hist.Eval...)
+	c.hist.Loss = append(loss, hist.Loss...)
+	c.hist.Eval = append(eval, hist.Eval...)
 	return nil
 }
 
