@@ -186,6 +186,11 @@ func (s *State) Evaluate(set *dataset.Set) (loss, accuracy float64) {
 	if set == nil || set.N == 0 {
 		return 0, 0
 	}
+	// The chunk's feature buffer is far larger than a training shard's; it
+	// is let go afterwards rather than kept (and counted twice in the
+	// collector's heap goal) until the next evaluation.
+	x := s.x
+	defer func() { s.x = x }()
 	var lossSum float64
 	var correct int
 	for lo := 0; lo < set.N; lo += evalChunk {
