@@ -4,7 +4,10 @@
 // Loading: [LoadMNIST] reads the four IDX files of MNIST (gzip or raw),
 // [FindMNIST] locates them, [LoadCSV] reads numeric CSV, [Sine] generates a
 // regression set (a [Set] with Targets instead of Labels) and [Load] turns
-// the --data flag into a train and a test [Set].
+// the --data flag into a train and a test [Set]. MNIST pixels stay bytes;
+// on Linux each image file is decoded once per machine into a checksummed
+// file in [CacheDir] ($RINGTRAIN_CACHE_DIR) that every process maps
+// read-only and shared, so the workers of a machine hold one copy.
 //
 // Batching is a pure function of its arguments, so every worker of a ring,
 // and a worker restarted from a checkpoint, agrees on the batch without
