@@ -302,6 +302,32 @@ type loop struct {
 	waiting    Term // a term won before the first workers snapshot
 	synced     bool // the first WorkersSnapshot was fed
 	recordedEv []cluster.Event
+	probes     sync.WaitGroup // probe goroutines, joined when run returns
+}
+
+// probeTimeout bounds the leader's probe of a blamed member's ring port.
+const probeTimeout = 300 * time.Millisecond
+
+// probe dials the ring address of the member a failure report blames and
+// feeds PortClosed if nothing accepts within probeTimeout. A process that
+// is alive, even stopped, has its listener accept the connection.
+func (l *loop) probe(ctx context.Context, name string, gen uint64, addr string) {
+	l.probes.Go(func() {
+		d := net.Dialer{Timeout: probeTimeout}
+		conn, err := d.DialContext(ctx, "tcp", addr)
+		if err == nil {
+			conn.Close()
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		l.c.log.Info("a blamed member's ring port refuses connections", zap.String("worker", name), zap.String("addr", addr), zap.Error(err))
+		select {
+		case l.inputs <- PortClosed{Name: name, Gen: gen}:
+		case <-ctx.Done():
+		}
+	})
 }
 
 func (l *loop) run(ctx context.Context) error {
@@ -311,6 +337,7 @@ func (l *loop) run(ctx context.Context) error {
 	defer func() {
 		cancel()
 		wg.Wait()
+		l.probes.Wait()
 		l.setLeader(false)
 	}()
 
@@ -344,6 +371,11 @@ func (l *loop) run(ctx context.Context) error {
 				l.maybeJoin(w)
 			}
 			l.step(ctx, in)
+			if rf, ok := in.(RingFailed); ok {
+				if addr, ok := l.core.ProbeTarget(rf.Failure); ok {
+					l.probe(ctx, rf.Failure.Suspect, rf.Failure.Gen, addr)
+				}
+			}
 			if isSnap && !l.synced {
 				l.synced = true
 				if l.waiting != nil {
@@ -358,7 +390,7 @@ func (l *loop) run(ctx context.Context) error {
 				continue
 			}
 			if ev.Kind == cluster.MemberLeave { // a suspicion: the core waits for a confirmation
-				l.step(ctx, GossipFailed{Name: ev.Name})
+				l.step(ctx, GossipFailed{Name: ev.Name, Addr: ev.Addr})
 			} else {
 				l.step(ctx, GossipAlive{Name: ev.Name})
 			}

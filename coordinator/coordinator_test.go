@@ -96,12 +96,35 @@ func (w *genWatcher) until(timeout time.Duration, want ...string) cluster.Genera
 
 func register(t *testing.T, c *cluster.Client, id string, ttl time.Duration) *cluster.Registration {
 	t.Helper()
-	r, err := c.Register(context.Background(), cluster.WorkerInfo{ID: id, Addr: "127.0.0.1:" + id, Started: time.Now()}, ttl)
+	r, _ := registerListening(t, c, id, ttl)
+	return r
+}
+
+// registerListening registers worker id with a real ring port (a listener
+// that accepts and drops connections, as a live worker's would for the
+// leader's probe) and returns the listener too.
+func registerListening(t *testing.T, c *cluster.Client, id string, ttl time.Duration) (*cluster.Registration, net.Listener) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lis.Close() })
+	go func() {
+		for {
+			conn, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			conn.Close()
+		}
+	}()
+	r, err := c.Register(context.Background(), cluster.WorkerInfo{ID: id, Addr: lis.Addr().String(), Started: time.Now()}, ttl)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.Close() })
-	return r
+	return r, lis
 }
 
 // startRun starts an etcd and returns a client of run on it and a watcher
@@ -423,6 +446,29 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// A failure report blaming a member whose ring port is closed (the process
+// is gone) fails it at once: the next generation leaves it out without
+// waiting for gossip or its lease (10 s here).
+func TestCoordinatorProbesBlamedMember(t *testing.T) {
+	run := "probe"
+	e, cl, gens := startRun(t, run)
+	runCoordinator(t, TestConfig(e.Endpoints(), run, "c1"))
+	register(t, cl, "w1", 10*time.Second)
+	_, lis := registerListening(t, cl, "w2", 10*time.Second)
+	g := gens.until(10*time.Second, "w1", "w2")
+	lis.Close()
+	ctx := testCtx(t, 10*time.Second)
+	start := time.Now()
+	if err := cl.ReportFailure(ctx, cluster.Failure{Reporter: "w1", Gen: g.Gen, Suspect: "w2", Error: "recv chunk 1 from rank 1: connection reset"}); err != nil {
+		t.Fatal(err)
+	}
+	g2 := gens.until(5*time.Second, "w1")
+	if g2.Gen != g.Gen+1 {
+		t.Fatalf("after the report: %s, want gen %d [w1]", g2, g.Gen+1)
+	}
+	t.Logf("the survivors' generation came %v after the report", time.Since(start))
 }
 
 // TestCoordinatorRingFailure: a worker's failure report about the current

@@ -43,7 +43,11 @@ import (
 //     makes a new generation even when membership is unchanged, after
 //     FailureDelayTicks (long enough for gossip to exclude a dead peer, so
 //     the new ring does not include it); reports about older generations
-//     are ignored.
+//     are ignored. The member a report blames is probed by the leader
+//     itself (ProbeTarget): if its ring port refuses connections
+//     (PortClosed) it is failed at once and the next tick publishes — a
+//     kill -9 costs one tick, not gossip's detection time. A report alone
+//     never fails anyone: a member cannot evict another by blaming it.
 //   - Generation numbers strictly increase, continuing from the one stored
 //     in etcd when leadership is won. Only the leader emits actions.
 
@@ -61,13 +65,29 @@ type WorkerDown struct{ ID string }
 type WorkersSnapshot struct{ Workers []cluster.WorkerInfo }
 
 // GossipFailed: gossip declared the member dead or saw it leave.
-type GossipFailed struct{ Name string }
+type GossipFailed struct {
+	Name string
+	// Addr is the gossip address of the member gossip declared dead; a
+	// verdict about another address than the registered process's is about
+	// an earlier process of that worker (a restart raced the verdict) and
+	// is ignored. Empty: unknown.
+	Addr string
+}
 
 // GossipAlive: gossip sees the member alive.
 type GossipAlive struct{ Name string }
 
 // RingFailed: a member reported that a collective of a generation failed.
 type RingFailed struct{ Failure cluster.Failure }
+
+// PortClosed: the leader's own probe of the member that a failure report of
+// generation Gen blamed found its ring port closed or unreachable — the
+// process is gone, not merely slow (a stopped process still accepts
+// connections) — which confirms the report (ProbeTarget says whom to probe).
+type PortClosed struct {
+	Name string
+	Gen  uint64
+}
 
 // BecameLeader: this coordinator won the election; Current is the
 // generation stored in etcd (Found false when none was ever published).
@@ -88,6 +108,7 @@ func (WorkersSnapshot) input() {}
 func (GossipFailed) input()    {}
 func (GossipAlive) input()     {}
 func (RingFailed) input()      {}
+func (PortClosed) input()      {}
 func (BecameLeader) input()    {}
 func (LostLeadership) input()  {}
 func (Tick) input()            {}
@@ -231,6 +252,9 @@ func (c *Core) Step(in Input) []Action {
 		if c.isFailed(in.Name) || c.isSuspected(in.Name) {
 			break
 		}
+		if w, ok := c.registered[in.Name]; ok && in.Addr != "" && w.Gossip != "" && in.Addr != w.Gossip {
+			break // about an earlier process: the registered one is another
+		}
 		c.suspected[in.Name] = c.registered[in.Name].Started
 		if _, ok := c.registered[in.Name]; !ok {
 			break
@@ -277,6 +301,15 @@ func (c *Core) Step(in Input) []Action {
 		} else if c.pending == 0 {
 			c.pending = c.cfg.FailureDelayTicks
 		}
+		return acts
+	case PortClosed:
+		if !c.leader || !c.found || in.Gen != c.gen || !c.inRing(in.Name) || c.isFailed(in.Name) {
+			return nil
+		}
+		c.failed[in.Name] = c.registered[in.Name].Started
+		delete(c.suspected, in.Name)
+		acts = c.event(acts, "failed", in.Name, fmt.Sprintf("generation %d failed and its ring port refuses connections", c.gen), "")
+		c.pending = 1 // a confirmed death: the next tick publishes
 		return acts
 	case BecameLeader:
 		c.leader = true
@@ -326,6 +359,22 @@ func (c *Core) Step(in Input) []Action {
 		c.schedule()
 	}
 	return acts
+}
+
+// ProbeTarget is the ring address of the member a failure report blames,
+// when the report concerns the current generation of this leader and the
+// member is not failed yet: the driver probes it and feeds PortClosed if it
+// is gone. ok is false when there is nothing to probe.
+func (c *Core) ProbeTarget(f cluster.Failure) (addr string, ok bool) {
+	if !c.leader || !c.found || f.Gen != c.gen || f.Suspect == "" || c.isFailed(f.Suspect) {
+		return "", false
+	}
+	for _, m := range c.members {
+		if m.ID == f.Suspect {
+			return m.Addr, true
+		}
+	}
+	return "", false
 }
 
 func (c *Core) isFailed(name string) bool { return c.marked(c.failed, name) }

@@ -18,12 +18,13 @@ import (
 // Commands:
 //
 //	config [id=c1] [min=1] [max=0] [debounce=2] [maxdebounce=8] [faildelay=6]
-//	up ID [addr=HOST:PORT] [started=N]     WorkerUp (addr ID:7000, started N s)
+//	up ID [addr=HOST:PORT] [gossip=HOST:PORT] [started=N]  WorkerUp (addr ID:7000, started N s)
 //	down ID                                WorkerDown
 //	snapshot ID[@N] ...                    WorkersSnapshot
-//	failed NAME / alive NAME               GossipFailed / GossipAlive
+//	failed NAME [addr=A] / alive NAME      GossipFailed (gossip address A) / GossipAlive
 //	leader [gen=N] [members=a,b]           BecameLeader (no gen: none in etcd)
-//	ringfail REPORTER gen=N [suspect=ID]   RingFailed
+//	ringfail REPORTER gen=N [suspect=ID]   RingFailed; prints "probe ADDR" when ProbeTarget names one
+//	portclosed NAME gen=N                  PortClosed
 //	lost                                   LostLeadership
 //	tick [N]                               N Ticks
 //	state                                  prints the core's view
@@ -71,7 +72,7 @@ func replay(t *testing.T, script string) string {
 			if addr == "" {
 				addr = pos[0] + ":7000"
 			}
-			acts = core.Step(WorkerUp{Info: cluster.WorkerInfo{ID: pos[0], Addr: addr, Started: time.Unix(int64(num("started", 1)), 0)}})
+			acts = core.Step(WorkerUp{Info: cluster.WorkerInfo{ID: pos[0], Addr: addr, Gossip: kv["gossip"], Started: time.Unix(int64(num("started", 1)), 0)}})
 		case "down":
 			acts = core.Step(WorkerDown{ID: pos[0]})
 		case "snapshot":
@@ -86,7 +87,7 @@ func replay(t *testing.T, script string) string {
 			}
 			acts = core.Step(WorkersSnapshot{Workers: ws})
 		case "failed":
-			acts = core.Step(GossipFailed{Name: pos[0]})
+			acts = core.Step(GossipFailed{Name: pos[0], Addr: kv["addr"]})
 		case "alive":
 			acts = core.Step(GossipAlive{Name: pos[0]})
 		case "leader":
@@ -103,7 +104,13 @@ func replay(t *testing.T, script string) string {
 			}
 			acts = core.Step(in)
 		case "ringfail":
-			acts = core.Step(RingFailed{Failure: cluster.Failure{Reporter: pos[0], Gen: uint64(num("gen", 0)), Suspect: kv["suspect"], Error: "recv timeout"}})
+			f := cluster.Failure{Reporter: pos[0], Gen: uint64(num("gen", 0)), Suspect: kv["suspect"], Error: "recv timeout"}
+			acts = core.Step(RingFailed{Failure: f})
+			if addr, ok := core.ProbeTarget(f); ok {
+				defer emit("probe " + addr)
+			}
+		case "portclosed":
+			acts = core.Step(PortClosed{Name: pos[0], Gen: uint64(num("gen", 0))})
 		case "lost":
 			acts = core.Step(LostLeadership{})
 		case "tick":
