@@ -80,6 +80,12 @@ type Spec struct {
 	// use the same value (it shapes the collectives), so it is run-wide; an
 	// exact run's result does not depend on it.
 	BucketMiB float64 `json:"bucket_mib" yaml:"bucket_mib"`
+	// NonFinite is what a step whose reduced loss or gradient holds a NaN
+	// or an infinity does: "stop" ends the run with ErrNonFinite, "skip"
+	// leaves the parameters and optimizer state as they were and moves on
+	// to the next batch (every rank sees the same reduced values, so every
+	// rank skips the same steps). Empty (older specs): stop.
+	NonFinite string `json:"nonfinite,omitempty" yaml:"nonfinite,omitempty"`
 	// LMMu is Levenberg–Marquardt's initial damping μ (--optimizer lm; see
 	// lm.go). The LM fields are ignored by the other optimizers.
 	LMMu float64 `json:"lm_mu" yaml:"lm_mu"`
@@ -115,12 +121,31 @@ func (s Spec) ResultDiff(o Spec) (flag string, a, b any, differs bool) {
 			if !s.Exact && !o.Exact {
 				continue
 			}
+		case "nonfinite":
+			if x, y := s.nonFinite(), o.nonFinite(); x != y {
+				return "nonfinite", x, y, true
+			}
+			continue
 		}
 		if x, y := va.Field(i).Interface(), vb.Field(i).Interface(); x != y {
 			return strings.ReplaceAll(name, "_", "-"), x, y, true
 		}
 	}
 	return "", nil, nil, false
+}
+
+// Non-finite step policies.
+const (
+	NonFiniteStop = "stop"
+	NonFiniteSkip = "skip"
+)
+
+// nonFinite is the policy, "stop" for an older spec without one.
+func (s Spec) nonFinite() string {
+	if s.NonFinite == "" {
+		return NonFiniteStop
+	}
+	return s.NonFinite
 }
 
 // Local is the machine-local part of a configuration: where this process
@@ -167,6 +192,7 @@ func DefaultConfig() Config {
 		Exact:           true,
 		MicroBatch:      DefaultMicroBatch,
 		BucketMiB:       DefaultBucketMiB,
+		NonFinite:       NonFiniteStop,
 		LMMu:            DefaultLMMu,
 		LMMuUp:          DefaultLMMuUp,
 		LMMuDown:        DefaultLMMuDown,
@@ -279,6 +305,9 @@ func (c Spec) Validate() error {
 	if c.EvalEvery < 0 {
 		return usage.Errorf("--eval-every %d must not be negative", c.EvalEvery)
 	}
+	if n := c.nonFinite(); n != NonFiniteStop && n != NonFiniteSkip {
+		return usage.Errorf("--nonfinite %q: want stop (end the run) or skip (drop the step and go on)", c.NonFinite)
+	}
 	if !(c.BucketMiB >= 0 && c.BucketMiB <= 1024) {
 		return usage.Errorf("--bucket-mib %v must be within [0, 1024] (0: one all-reduce after backward); e.g. --bucket-mib %v", c.BucketMiB, DefaultBucketMiB)
 	}
@@ -326,6 +355,7 @@ func RegisterFlags(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.Threads, "threads", c.Threads, "BLAS threads per process")
 	fs.BoolVar(&c.Exact, "exact", c.Exact, "exact training: the same parameters, bit for bit, at any worker count and through faults (false: plain float32 sums)")
 	fs.IntVar(&c.MicroBatch, "micro-batch", c.MicroBatch, "micro-shard size of exact training (examples); each worker computes whole micro-shards")
+	fs.StringVar(&c.NonFinite, "nonfinite", c.NonFinite, "a step whose reduced loss or gradient has a NaN or infinity: stop (end the run) or skip (leave the model as it was, go on)")
 	fs.Float64Var(&c.BucketMiB, "bucket-mib", c.BucketMiB, "gradient bucket size (MiB): each bucket's all-reduce starts while backward goes on; 0: one all-reduce after backward")
 	fs.Float64Var(&c.LMMu, "lm-mu", c.LMMu, "initial damping μ of --optimizer lm")
 	fs.Float64Var(&c.LMMuUp, "lm-mu-up", c.LMMuUp, "factor on μ after a rejected trial step (lm)")

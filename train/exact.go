@@ -151,8 +151,9 @@ func (s *Stepper) stepExact(ctx context.Context, vote bool) (Result, error) {
 			e.exps[b] = max(e.exps[b], int(e.ctl[r*nb+b]))
 		}
 		if e.exps[b] >= expNonFinite {
-			return Result{}, fmt.Errorf("%w: the gradient or loss of step %d has a NaN or infinity; lower --lr (now %v) or set --clip-norm",
-				ErrNonFinite, st.Step, st.Cfg.LR)
+			// Every rank holds the same exponents: all stop, or all skip
+			// the step without its integer sum.
+			return s.nonFinite("the gradient or loss has a NaN or infinity", e.ctl[world*nb] > 0, e.ctl[world*nb+1:], compute, time.Since(t1), 4*len(e.ctl))
 		}
 	}
 

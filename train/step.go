@@ -10,9 +10,10 @@ import (
 	"github.com/ringtrain/ringtrain/dataset"
 )
 
-// ErrNonFinite: the global batch's loss is NaN or infinite; the run cannot
-// go on from this state (a learning rate too high, no clipping).
-var ErrNonFinite = errors.New("train: non-finite loss")
+// ErrNonFinite: the global batch's reduced loss or gradient has a NaN or an
+// infinity; with --nonfinite stop (the default) the run cannot go on from
+// this state (a learning rate too high, no clipping).
+var ErrNonFinite = errors.New("train: non-finite loss or gradient")
 
 // Reducer combines the ranks' contributions to a step: every rank passes a
 // buffer of the same length and every rank gets back the element-wise sum.
@@ -115,7 +116,7 @@ func (v Vector) setControls(rank int, lossSum float64, vote bool, compute time.D
 type Result struct {
 	// Step is the number of steps applied, this one included.
 	Step int64
-	// Loss is the mean loss over the global batch.
+	// Loss is the mean loss over the global batch (0 when Skipped).
 	Loss float64
 	// LR is the learning rate the step used.
 	LR float64
@@ -134,6 +135,9 @@ type Result struct {
 	EpochEnd, Eval, Checkpoint bool
 	// Done: the run has applied all its steps.
 	Done bool
+	// Skipped: the reduced loss or gradient was not finite and the run's
+	// --nonfinite skip left the parameters unchanged; Step still advanced.
+	Skipped bool
 }
 
 // Stepper runs the training step of one replica: its shard of global batch
@@ -215,21 +219,53 @@ func (s *Stepper) stepFloat(ctx context.Context, vote bool) (Result, error) {
 	return s.apply(s.vec.LossSum()/float64(st.Cfg.Batch), s.vec.Votes() > 0, s.vec.Compute(), compute, time.Since(t1), 4*len(s.vec.Raw()))
 }
 
-// apply checks the reduced loss, takes the optimizer step with the reduced
-// gradient in Net.Grads and says what the cadence asks for.
+// apply checks the reduced loss and gradient, takes the optimizer step with
+// the reduced gradient in Net.Grads (or, when they are not finite, stops
+// or skips as the spec says) and says what the cadence asks for.
 func (s *Stepper) apply(loss float64, leave bool, compute []float32, computeTime, reduceTime time.Duration, bytes int) (Result, error) {
 	st := s.st
-	if math.IsNaN(loss) || math.IsInf(loss, 0) {
-		return Result{}, fmt.Errorf("%w: the loss is %v at step %d; lower --lr (now %v) or set --clip-norm", ErrNonFinite, loss, st.Step, st.Cfg.LR)
+	if math.IsNaN(loss) || math.IsInf(loss, 0) || !allFinite(st.Net.Grads) {
+		return s.nonFinite(fmt.Sprintf("the loss is %v", loss), leave, compute, computeTime, reduceTime, bytes)
 	}
 	lr := st.Apply()
-	step, spec := st.Step, st.Cfg.Spec
-	r := Result{
-		Step: step, Loss: loss, LR: lr, Leave: leave, Compute: compute,
-		ComputeTime: computeTime, ReduceTime: reduceTime, Bytes: bytes, Done: st.Done(),
+	return s.cadence(Result{Loss: loss, LR: lr, Leave: leave, Compute: compute,
+		ComputeTime: computeTime, ReduceTime: reduceTime, Bytes: bytes}), nil
+}
+
+// nonFinite ends the step whose reduced values are not finite (what says
+// which): ErrNonFinite with the state unchanged, or with --nonfinite skip a
+// skipped step — parameters and optimizer state unchanged, the step count
+// (and with it the data cursor and the schedule) advanced.
+func (s *Stepper) nonFinite(what string, leave bool, compute []float32, computeTime, reduceTime time.Duration, bytes int) (Result, error) {
+	st := s.st
+	if st.Cfg.nonFinite() != NonFiniteSkip {
+		return Result{}, fmt.Errorf("%w: %s at step %d; lower --lr (now %v), set --clip-norm, or --nonfinite skip",
+			ErrNonFinite, what, st.Step, st.Cfg.LR)
 	}
+	lr := st.Sched.LR(st.Cfg.LR, int(st.Step))
+	st.Step++
+	return s.cadence(Result{LR: lr, Leave: leave, Compute: compute, Skipped: true,
+		ComputeTime: computeTime, ReduceTime: reduceTime, Bytes: bytes}), nil
+}
+
+// cadence completes r for the step just taken: its number and what the
+// run's cadence asks for next.
+func (s *Stepper) cadence(r Result) Result {
+	st := s.st
+	step, spec := st.Step, st.Cfg.Spec
+	r.Step, r.Done = step, st.Done()
 	r.EpochEnd = step%int64(st.StepsPerEpoch) == 0
 	r.Eval = r.EpochEnd || r.Done || (spec.EvalEvery > 0 && step%int64(spec.EvalEvery) == 0)
 	r.Checkpoint = r.Done || (spec.CheckpointEvery > 0 && step%int64(spec.CheckpointEvery) == 0)
-	return r, nil
+	return r
+}
+
+// allFinite reports whether every value of v is finite. Every rank holds the
+// same reduced gradient, so every rank decides alike.
+func allFinite(v []float32) bool {
+	var acc float32
+	for _, x := range v {
+		acc += x - x // NaN for a NaN or an infinity, else 0
+	}
+	return acc == 0
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -347,5 +348,50 @@ func TestPlanBuckets(t *testing.T) {
 	}
 	if got := bucketElems(1, 4); got != 262144 {
 		t.Errorf("1 MiB of float32: %d elements", got)
+	}
+}
+
+// --nonfinite skip: a step whose reduced gradient holds a NaN leaves the
+// parameters and the optimizer state unchanged on every rank and moves on
+// (the step count, and with it the batch, advances); the next finite step
+// trains as usual. Float and exact steps alike, over a real ring.
+func TestStepperNonFiniteSkip(t *testing.T) {
+	for _, exact := range []bool{false, true} {
+		t.Run(fmt.Sprint("exact=", exact), func(t *testing.T) {
+			defer goleak.VerifyNone(t)
+			set := synthetic(256, 12, 3, 1)
+			cfg := smallConfig()
+			cfg.Exact, cfg.NonFinite = exact, NonFiniteSkip
+			const world = 3
+			states, steppers := ringReplicas(t, cfg, set, world)
+			stepAll(t, steppers, make([]bool, world))
+			// Every example turns into NaNs for the next step.
+			good := append([]float32(nil), set.X...)
+			for i := range set.X {
+				set.X[i] = float32(math.NaN())
+			}
+			hashes := make([][32]byte, world)
+			for r, st := range states {
+				hashes[r] = st.ParamHash()
+			}
+			res := stepAll(t, steppers, make([]bool, world))
+			for r, x := range res {
+				if !x.Skipped || x.Step != 2 || states[r].ParamHash() != hashes[r] {
+					t.Fatalf("rank %d: skipped %v at step %d, params changed %v; want a skipped step 2 and the same params",
+						r, x.Skipped, x.Step, states[r].ParamHash() != hashes[r])
+				}
+			}
+			copy(set.X, good)
+			res = stepAll(t, steppers, make([]bool, world))
+			for r, x := range res {
+				if x.Skipped || x.Step != 3 || states[r].ParamHash() == hashes[r] {
+					t.Fatalf("rank %d after the NaN: skipped %v step %d, params unchanged %v", r, x.Skipped, x.Step, states[r].ParamHash() == hashes[r])
+				}
+			}
+			cfg.NonFinite = "ignore"
+			if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--nonfinite") {
+				t.Fatalf("--nonfinite ignore: %v, want a usage error naming --nonfinite", err)
+			}
+		})
 	}
 }

@@ -89,10 +89,14 @@ func Run(ctx context.Context, cfg Config, opts Options) (Summary, error) {
 		if err != nil {
 			return Summary{}, err
 		}
-		recent.add(r.Loss)
-		hist.AddLoss(r.Step, r.Loss)
-		if opts.OnStep != nil {
-			opts.OnStep(r.Step, r.Loss)
+		if r.Skipped {
+			log.Warn("skipped a step: its reduced loss or gradient is not finite (--nonfinite skip)", zap.Int64("step", r.Step))
+		} else {
+			recent.add(r.Loss)
+			hist.AddLoss(r.Step, r.Loss)
+			if opts.OnStep != nil {
+				opts.OnStep(r.Step, r.Loss)
+			}
 		}
 		if r.Eval {
 			tl, acc := st.Evaluate(testSet)

@@ -653,7 +653,11 @@ func (w *Worker) syncFrom(ctx context.Context, cur *gen, src int) error {
 // check, progress and evaluation (rank 0), and the checkpoint cadence.
 func (w *Worker) afterStep(ctx context.Context, cur *gen, r train.Result) error {
 	step, world := r.Step, len(cur.g.Members)
-	w.hist.AddLoss(step, r.Loss)
+	if r.Skipped {
+		w.log.Warn("skipped a step: its reduced loss or gradient is not finite (--nonfinite skip)", zap.Int64("step", step))
+	} else {
+		w.hist.AddLoss(step, r.Loss)
+	}
 	w.metrics.observeStep(step, w.st.Epoch(), r.Loss, r.ComputeTime, r.ReduceTime, r.Bytes, r.Compute)
 	if w.steplog != nil {
 		w.logLine(`{"event":"step","gen":` + strconv.FormatUint(cur.g.Gen, 10) + `,"rank":` + strconv.Itoa(cur.rank) +
