@@ -110,9 +110,9 @@ func (c *Client) PutSpecIfAbsent(ctx context.Context, spec RunSpec) (RunSpec, er
 }
 
 // PutFingerprintIfAbsent stores fp as the run's fingerprint unless the run
-// already has one, and returns the stored one (the existing one wins): the
-// first worker of an exact run sets it, and each worker compares its own
-// with what this returns before it registers.
+// already has one, and returns the stored one (the existing one wins): a
+// coordinator sets it from the first registration of an exact run that
+// states one, and each worker compares its own with the stored one.
 func (c *Client) PutFingerprintIfAbsent(ctx context.Context, fp train.Fingerprint) (train.Fingerprint, error) {
 	return putIfAbsent(ctx, c, KeyFingerprint, fp)
 }
@@ -123,6 +123,12 @@ func (c *Client) Fingerprint(ctx context.Context) (train.Fingerprint, bool, erro
 	var fp train.Fingerprint
 	ok, err := c.get(ctx, KeyFingerprint, &fp)
 	return fp, ok, err
+}
+
+// WaitFingerprint blocks until the run has a fingerprint and returns it; it
+// retries across etcd outages and returns early only when ctx ends.
+func (c *Client) WaitFingerprint(ctx context.Context) (train.Fingerprint, error) {
+	return waitKey[train.Fingerprint](ctx, c, KeyFingerprint)
 }
 
 // putIfAbsent stores v under name unless the key exists, in one
@@ -170,21 +176,26 @@ func (c *Client) Spec(ctx context.Context) (RunSpec, error) {
 // WaitSpec blocks until the run has a spec and returns it; it retries across
 // etcd outages and returns early only when ctx ends.
 func (c *Client) WaitSpec(ctx context.Context) (RunSpec, error) {
+	return waitKey[RunSpec](ctx, c, KeySpec)
+}
+
+// waitKey blocks until key name exists and returns its value decoded.
+func waitKey[T any](ctx context.Context, c *Client, name string) (T, error) {
 	var (
-		spec   RunSpec
+		v      T
 		found  bool
 		decErr error
 	)
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
-	take := func(v []byte) bool {
-		if err := json.Unmarshal(v, &spec); err != nil {
-			decErr = fmt.Errorf("cluster: decode spec: %w", err)
+	take := func(b []byte) bool {
+		if err := json.Unmarshal(b, &v); err != nil {
+			decErr = fmt.Errorf("cluster: decode %s: %w", name, err)
 		}
 		found = true
 		return false
 	}
-	c.Follow(wctx, c.Key(KeySpec), false,
+	c.Follow(wctx, c.Key(name), false,
 		func(resp *clientv3.GetResponse) bool {
 			if len(resp.Kvs) > 0 {
 				return take(resp.Kvs[0].Value)
@@ -197,13 +208,14 @@ func (c *Client) WaitSpec(ctx context.Context) (RunSpec, error) {
 			}
 			return true
 		})
+	var zero T
 	if decErr != nil {
-		return RunSpec{}, decErr
+		return zero, decErr
 	}
 	if !found {
-		return RunSpec{}, fmt.Errorf("cluster: waiting for the spec of run %q: %w", c.run, ctx.Err())
+		return zero, fmt.Errorf("cluster: waiting for the %s of run %q: %w", name, c.run, ctx.Err())
 	}
-	return spec, nil
+	return v, nil
 }
 
 // Generation is the run's current ring; false when none was published yet.
@@ -270,23 +282,69 @@ func (c *Client) WatchGeneration(ctx context.Context) <-chan Generation {
 	return out
 }
 
-// PublishProgress records the ring's position (rank 0 calls it about once
-// a second).
-func (c *Client) PublishProgress(ctx context.Context, p Progress) error {
-	return c.put(ctx, KeyProgress, p)
+// PublishProgress records the ring's position as worker saw it, in its own
+// progress/<worker> (rank 0 calls it about twice a second).
+func (c *Client) PublishProgress(ctx context.Context, worker string, p Progress) error {
+	if worker == "" {
+		return fmt.Errorf("cluster: publish progress: empty worker ID")
+	}
+	return c.put(ctx, KeyProgress+worker, p)
 }
 
-// Progress is the last published progress; false when none.
+// Progress is the most advanced progress any worker published (the highest
+// generation, then step), older releases' single progress key included;
+// false when none.
 func (c *Client) Progress(ctx context.Context) (Progress, bool, error) {
-	var p Progress
-	ok, err := c.get(ctx, KeyProgress, &p)
-	return p, ok, err
+	ctx, cancel := c.Bounded(ctx)
+	defer cancel()
+	// One range: "progress" itself and every "progress/<id>".
+	resp, err := c.cli.Get(ctx, c.Key(keyOldProgress), clientv3.WithPrefix())
+	if err != nil {
+		return Progress{}, false, fmt.Errorf("cluster: read progress: %w", err)
+	}
+	var best Progress
+	found := false
+	for _, kv := range resp.Kvs {
+		var p Progress
+		if err := json.Unmarshal(kv.Value, &p); err != nil {
+			c.log.Warn("skipping undecodable progress", zap.ByteString("key", kv.Key), zap.Error(err))
+			continue
+		}
+		if !found || p.Gen > best.Gen || (p.Gen == best.Gen && (p.Step > best.Step || (p.Step == best.Step && p.Time.After(best.Time)))) {
+			best, found = p, true
+		}
+	}
+	return best, found, nil
+}
+
+// ReportCheckpoint records, in worker's own checkpoints/<worker>, that it
+// made the checkpoint ref durable (ref.Dir is stored as ref.Name()). The
+// coordinators publish it as the run's checkpoint/latest (PublishCheckpoint)
+// unless that already names a later step. Report only after the files are
+// durable.
+func (c *Client) ReportCheckpoint(ctx context.Context, worker string, ref CheckpointRef) error {
+	if worker == "" {
+		return fmt.Errorf("cluster: report a checkpoint: empty worker ID")
+	}
+	ref.Dir = ref.Name()
+	return c.put(ctx, KeyCheckpoints+worker, ref)
+}
+
+// ReportFinished records, in worker's own finished/<worker>, that it ended
+// the run (as rank 0, its final checkpoint durable) with sum; the
+// coordinators then mark the run done with it (MarkDone).
+func (c *Client) ReportFinished(ctx context.Context, worker string, sum train.Summary) error {
+	if worker == "" {
+		return fmt.Errorf("cluster: report the run finished: empty worker ID")
+	}
+	return c.put(ctx, KeyFinished+worker, sum)
 }
 
 // PublishCheckpoint points checkpoint/latest at ref unless it already points
 // at a step at or after ref.Step (compare-and-swap on the key's revision, so
 // a slow writer of an older checkpoint never overwrites a newer one). It
-// reports whether ref won. Publish only after the files are durable.
+// reports whether ref won. Coordinators call it with the workers' reports
+// (ReportCheckpoint), which come only after the files are durable.
 // ref.Dir is stored as ref.Name(), the directory's name under the
 // checkpoint root, never as a path on this machine.
 func (c *Client) PublishCheckpoint(ctx context.Context, ref CheckpointRef) (bool, error) {
@@ -432,9 +490,15 @@ func (c *Client) Events(ctx context.Context, n int) ([]Event, error) {
 	return out, nil
 }
 
-// MarkDone records that the run finished with sum; coordinators then exit.
-func (c *Client) MarkDone(ctx context.Context, sum train.Summary) error {
-	return c.put(ctx, KeyDone, sum)
+// MarkDone records that the run finished with sum unless it is already
+// marked done (the first summary stays); coordinators and workers then exit.
+// It reports whether sum was the one stored.
+func (c *Client) MarkDone(ctx context.Context, sum train.Summary) (bool, error) {
+	stored, err := putIfAbsent(ctx, c, KeyDone, sum)
+	if err != nil {
+		return false, err
+	}
+	return stored == sum, nil
 }
 
 // Done is the run's final summary; false while it runs.

@@ -141,11 +141,25 @@ func TestClientProgressEventsDone(t *testing.T) {
 	c := newTestClient(t, e, "misc")
 	ctx := testCtx(t, 30*time.Second)
 
-	if err := c.PublishProgress(ctx, Progress{Step: 7, TotalSteps: 10, Loss: 0.5}); err != nil {
+	// Each rank 0 writes its own progress key; the most advanced wins, an
+	// older release's single key included.
+	if _, err := c.Etcd().Put(ctx, c.Key(keyOldProgress), Marshal(Progress{Gen: 2, Step: 9})); err != nil {
 		t.Fatal(err)
 	}
-	if p, ok, err := c.Progress(ctx); err != nil || !ok || p.Step != 7 {
-		t.Fatalf("progress %+v %v %v", p, ok, err)
+	for _, p := range []struct {
+		who  string
+		gen  uint64
+		step int64
+	}{{"w-old-rank0", 2, 8}, {"w-rank0", 3, 7}, {"w-stale", 1, 20}} {
+		if err := c.PublishProgress(ctx, p.who, Progress{Gen: p.gen, Step: p.step, TotalSteps: 10, Loss: 0.5}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p, ok, err := c.Progress(ctx); err != nil || !ok || p.Step != 7 || p.Gen != 3 {
+		t.Fatalf("progress %+v %v %v, want gen 3 step 7", p, ok, err)
+	}
+	if err := c.PublishProgress(ctx, "", Progress{}); err == nil {
+		t.Fatal("progress without a worker ID accepted")
 	}
 
 	base := time.Unix(1_700_000_000, 0)
@@ -173,8 +187,12 @@ func TestClientProgressEventsDone(t *testing.T) {
 	if _, ok, _ := c.Done(ctx); ok {
 		t.Fatal("done before MarkDone")
 	}
-	if err := c.MarkDone(ctx, train.Summary{Step: 42}); err != nil {
-		t.Fatal(err)
+	if stored, err := c.MarkDone(ctx, train.Summary{Step: 42}); err != nil || !stored {
+		t.Fatal(stored, err)
+	}
+	// The first summary stays.
+	if stored, err := c.MarkDone(ctx, train.Summary{Step: 43}); err != nil || stored {
+		t.Fatalf("second MarkDone: stored=%v %v", stored, err)
 	}
 	select {
 	case s := <-done:

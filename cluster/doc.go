@@ -19,25 +19,32 @@
 //     coordinator's dashboard and `ringtrain status` both show.
 //   - gossip.go: Gossip, a memberlist member (coordinators and workers run
 //     one) whose events arrive on a channel: inputs, never mutations.
-//   - embed.go: an embedded etcd member for `ringtrain etcd`/`local` and tests.
+//   - embed.go: an embedded etcd member for `ringtrain etcd`/`local` and tests,
+//     with mutual TLS for clients and peers.
+//   - auth.go, etcdtls.go: etcd's users and roles (a certificate's CN is its
+//     user; a worker may write only its own keys) and the clients' TLS.
 //
-// Who writes what:
+// Who writes what (etcd's RBAC enforces the split between workers and
+// coordinators when auth is on, see auth.go):
 //
 //	spec                the first coordinator, once (PutSpecIfAbsent); the stored spec wins
-//	fingerprint         the first worker of an exact run, once, before it registers
-//	                    (PutFingerprintIfAbsent); every worker compares its own with the
-//	                    stored one and one that differs exits without registering
+//	fingerprint         a coordinator, once, from the first registration of an exact run
+//	                    that states one (PutFingerprintIfAbsent); every worker compares its
+//	                    own with the stored one, and one that differs exits (before it
+//	                    registers when the run already has one)
 //	election/           the coordinators' concurrency.Election (package coordinator)
 //	coordinators/<id>   each coordinator, under its lease (RegisterCoordinator)
-//	workers/<id>        each worker, under its lease (Register)
 //	generation          the leading coordinator only, in a txn guarded by its
 //	                    election key (PutGeneration), so a deposed leader cannot write
-//	checkpoint/latest   the worker that wrote a checkpoint, once its files are durable,
-//	                    by compare-and-swap so that the highest step wins (PublishCheckpoint)
-//	progress            rank 0, about once a second (PublishProgress)
-//	events/             the leader (membership) and workers (checkpoints) (AddEvent)
-//	failures/<worker>   a worker whose collective failed (ReportFailure)
-//	done                rank 0 of the ring that finished the run (MarkDone)
+//	checkpoint/latest   a coordinator, from the workers' checkpoints/<id>, by
+//	                    compare-and-swap so that the highest step wins (PublishCheckpoint)
+//	events/             coordinators: membership (the leader) and checkpoints (AddEvent)
+//	done                a coordinator, from a worker's finished/<id> (MarkDone)
+//	workers/<id>        worker id, under its lease (Register)
+//	failures/<id>       worker id, when its collective failed (ReportFailure)
+//	progress/<id>       worker id as rank 0, about twice a second (PublishProgress)
+//	checkpoints/<id>    worker id, once a checkpoint's files are durable (ReportCheckpoint)
+//	finished/<id>       worker id as rank 0 of the ring that finished the run (ReportFinished)
 //
 // Invariants:
 //   - A Generation is immutable once published; any change is a new one with

@@ -6,8 +6,11 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+
+	"github.com/ringtrain/ringtrain/internal/pki"
 )
 
 // EtcdConfig configures an embedded etcd member (`ringtrain etcd`,
@@ -30,6 +33,15 @@ type EtcdConfig struct {
 	ClusterState string
 	// ClusterToken tells clusters apart (default "ringtrain").
 	ClusterToken string
+	// TLS, when set, is the member's etcd-server certificate, key and the
+	// run's CA: clients then need https:// URLs and a certificate of the
+	// run's CA (mutual TLS 1.3, etcd's --client-cert-auth), and etcd takes
+	// a client's user name from its certificate's CN (see auth.go).
+	TLS pki.Files
+	// PeerTLS, when set, is the member's etcd-peer certificate, key and the
+	// run's CA: the members speak mutual TLS 1.3 to each other (https://
+	// peer URLs).
+	PeerTLS pki.Files
 	// Fast uses a 10 ms heartbeat and 100 ms election timeout (tests and
 	// `ringtrain local`); off: etcd's 100 ms / 1000 ms.
 	Fast bool
@@ -96,6 +108,15 @@ func StartEtcd(cfg EtcdConfig) (*Etcd, error) {
 	if cfg.Fast {
 		ec.TickMs, ec.ElectionMs = 10, 100
 	}
+	if cfg.TLS != (pki.Files{}) {
+		ec.ClientTLSInfo = tlsInfo(cfg.TLS)
+	}
+	if cfg.PeerTLS != (pki.Files{}) {
+		ec.PeerTLSInfo = tlsInfo(cfg.PeerTLS)
+	}
+	if cfg.TLS != (pki.Files{}) || cfg.PeerTLS != (pki.Files{}) {
+		ec.TlsMinVersion = "TLS1.3"
+	}
 	lg := cfg.Logger
 	if lg == nil {
 		lg = zap.NewNop()
@@ -123,12 +144,26 @@ func StartEtcd(cfg EtcdConfig) (*Etcd, error) {
 	}
 	out := &Etcd{e: e}
 	for _, l := range e.Clients {
-		out.endpoints = append(out.endpoints, l.Addr().String())
+		ep := l.Addr().String()
+		if cfg.TLS != (pki.Files{}) {
+			ep = "https://" + ep
+		}
+		out.endpoints = append(out.endpoints, ep)
+	}
+	scheme := "http://"
+	if cfg.PeerTLS != (pki.Files{}) {
+		scheme = "https://"
 	}
 	for _, p := range e.Peers {
-		out.peers = append(out.peers, "http://"+p.Addr().String())
+		out.peers = append(out.peers, scheme+p.Addr().String())
 	}
 	return out, nil
+}
+
+// tlsInfo is etcd's mutual-TLS configuration for f: etcd requires and
+// verifies a certificate of f.CA from every client (or peer).
+func tlsInfo(f pki.Files) transport.TLSInfo {
+	return transport.TLSInfo{CertFile: f.Cert, KeyFile: f.Key, TrustedCAFile: f.CA, ClientCertAuth: true}
 }
 
 func urlsString(us []url.URL) string {
@@ -139,8 +174,8 @@ func urlsString(us []url.URL) string {
 	return strings.Join(s, ",")
 }
 
-// Endpoints are the client addresses actually bound (host:port), for
-// clientv3.Config.Endpoints.
+// Endpoints are the client addresses actually bound, for
+// clientv3.Config.Endpoints: host:port, or https://host:port with TLS.
 func (e *Etcd) Endpoints() []string { return e.endpoints }
 
 // PeerURLs are the peer URLs actually bound.

@@ -16,17 +16,29 @@ import (
 //	spec                 RunSpec: the training config and worker bounds (written once)
 //	fingerprint          train.Fingerprint: what besides the spec changes exact training's bits (GEMM
 //	                     backend and kernel, threads, GOARCH, the training data's digest); written once,
-//	                     by the first worker of an exact run. Delete it to move a run to other machines
-//	                     on purpose (its steps then differ in the last bits from those already trained).
+//	                     from the first registration of an exact run that states one. Delete it to move
+//	                     a run to other machines on purpose (its steps then differ in the last bits
+//	                     from those already trained).
 //	election/            concurrency.Election of the coordinators
 //	coordinators/<id>    CoordinatorInfo, under the coordinator's lease
-//	workers/<id>         WorkerInfo, under the worker's lease
 //	generation           Generation: the current ring (written by the leader)
 //	checkpoint/latest    CheckpointRef: the newest durable checkpoint, relative to the checkpoint root (compare-and-swap)
-//	progress             Progress: the ring's step, written by rank 0 about once a second
-//	events/<unix nanos>  Event: membership and recovery events (the last 200 kept)
-//	failures/<worker>    Failure: a worker's report that its generation failed (latest per worker)
+//	events/<unix nanos>  Event: membership, checkpoint and recovery events (the last 200 kept)
 //	done                 train.Summary: the run finished
+//
+// and each worker's own keys, <kind>/<worker ID>, which only that worker
+// writes (WorkerKeys; etcd's RBAC enforces it, see auth.go):
+//
+//	workers/<id>         WorkerInfo, under the worker's lease (with its fingerprint)
+//	failures/<id>        Failure: its report that its generation failed (its latest)
+//	progress/<id>        Progress: the ring's step, written by rank 0 about twice a second
+//	checkpoints/<id>     CheckpointRef: the newest checkpoint it made durable
+//	finished/<id>        train.Summary: it finished the run as rank 0
+//
+// The coordinators turn the last two into the run's checkpoint/latest and
+// done (and a first registration's fingerprint into fingerprint).
+// progress (without /<id>) is the ring's step as older releases wrote it:
+// still read, never written.
 const (
 	KeySpec         = "spec"
 	KeyFingerprint  = "fingerprint"
@@ -35,11 +47,23 @@ const (
 	KeyWorkers      = "workers/"
 	KeyGeneration   = "generation"
 	KeyCheckpoint   = "checkpoint/latest"
-	KeyProgress     = "progress"
+	KeyProgress     = "progress/"
 	KeyEvents       = "events/"
 	KeyFailures     = "failures/"
+	KeyCheckpoints  = "checkpoints/"
+	KeyFinished     = "finished/"
 	KeyDone         = "done"
+
+	// keyOldProgress is the single progress key of older releases.
+	keyOldProgress = "progress"
 )
+
+// WorkerKeys are the keys (names under Prefix(run)) that worker id writes,
+// and the only ones it may: each is one exact key, so the grant of worker
+// "w1" never covers "w10".
+func WorkerKeys(id string) []string {
+	return []string{KeyWorkers + id, KeyFailures + id, KeyProgress + id, KeyCheckpoints + id, KeyFinished + id}
+}
 
 // DefaultRun is the run name when --run is not given.
 const DefaultRun = "default"
@@ -99,9 +123,9 @@ type WorkerInfo struct {
 
 // CoordinatorInfo is a coordinator's registration.
 type CoordinatorInfo struct {
-	ID      string    `json:"id"`
-	Gossip  string    `json:"gossip"`
-	HTTP    string    `json:"http,omitempty"`
+	ID     string `json:"id"`
+	Gossip string `json:"gossip"`
+	HTTP   string `json:"http,omitempty"`
 	// GRPC is the address workers enroll at (empty: no gRPC server).
 	GRPC    string    `json:"grpc,omitempty"`
 	Started time.Time `json:"started"`

@@ -81,7 +81,7 @@ func TestReadSnapshot(t *testing.T) {
 	if won, err := c.PutGeneration(ctx, Generation{Gen: 5}, guard); err != nil || won {
 		t.Fatalf("put generation with a guard that fails: won=%v err=%v", won, err)
 	}
-	if err := c.PublishProgress(ctx, Progress{Gen: 4, Step: 50}); err != nil {
+	if err := c.PublishProgress(ctx, "w1", Progress{Gen: 4, Step: 50}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.PublishCheckpoint(ctx, CheckpointRef{Step: 40, Dir: "step-00000040", Gen: 4}); err != nil {
@@ -113,7 +113,7 @@ func TestReadSnapshot(t *testing.T) {
 		t.Fatalf("no events asked: %+v, %v", s.Events, err)
 	}
 
-	if err := c.MarkDone(ctx, train.Summary{Step: 60}); err != nil {
+	if _, err := c.MarkDone(ctx, train.Summary{Step: 60}); err != nil {
 		t.Fatal(err)
 	}
 	if s, err = ReadSnapshot(ctx, c, 0); err != nil || s.State != RunDone || s.Done == nil || s.Done.Step != 60 {

@@ -346,6 +346,7 @@ func (l *loop) run(ctx context.Context) error {
 	wg.Go(func() { l.campaign(ctx) })
 	wg.Go(func() { l.joinLoop(ctx) })
 	wg.Go(func() { l.writeEvents(ctx) })
+	wg.Go(func() { l.promote(ctx, c.Status().Spec.Config.Exact) })
 	done := l.client.WatchDone(ctx)
 	l.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 

@@ -369,6 +369,8 @@ func TestCoordinatorGossipSuspicion(t *testing.T) {
 	}
 }
 
+// A worker reports that it finished the run (it cannot write done); the
+// coordinator marks the run done with that summary and exits.
 func TestCoordinatorExitsWhenDone(t *testing.T) {
 	e := startEtcd(t)
 	cl := newTestClient(t, e, "done")
@@ -382,7 +384,7 @@ func TestCoordinatorExitsWhenDone(t *testing.T) {
 	ctx := testCtx(t, 20*time.Second)
 	go func() { errc <- c.Run(ctx) }()
 	waitFor(t, 10*time.Second, "c1 leads", c.IsLeader)
-	if err := cl.MarkDone(ctx, train.Summary{Step: 5}); err != nil {
+	if err := cl.ReportFinished(ctx, "w1", train.Summary{Step: 5, ParamsSHA256: "abc"}); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -392,6 +394,9 @@ func TestCoordinatorExitsWhenDone(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after done")
+	}
+	if sum, ok, err := cl.Done(ctx); err != nil || !ok || sum.Step != 5 || sum.ParamsSHA256 != "abc" {
+		t.Fatalf("done = %+v %v %v, want the worker's summary", sum, ok, err)
 	}
 	if cs, _ := cl.Coordinators(ctx); len(cs) != 0 {
 		t.Errorf("registration left behind: %+v", cs)
@@ -552,5 +557,81 @@ func TestCoordinatorHTTPReadOnlyWithToken(t *testing.T) {
 	}
 	if code, body := do("GET", "/healthz", cfg.HTTPToken); code != http.StatusOK || !strings.Contains(body, `"leader":true`) {
 		t.Errorf("GET /healthz with the token: %d %q", code, body)
+	}
+}
+
+// Workers report checkpoints and fingerprints under their own keys; the
+// coordinator publishes the highest checkpoint as the run's pointer (never
+// going back to a lower step), records the event, and stores the first
+// stated fingerprint as the run's (a later, different one does not replace it).
+func TestCoordinatorPromotesWorkerReports(t *testing.T) {
+	e := startEtcd(t)
+	cl := newTestClient(t, e, "promote")
+	cfg := TestConfig(e.Endpoints(), "promote", "c1")
+	cfg.Logger = zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	cfg.Spec.MinWorkers = 5 // no generation: only the reports matter here
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t, 30*time.Second)
+	rctx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- c.Run(rctx) }()
+	defer func() { cancel(); <-errc }()
+
+	// A report made before the coordinator watched is taken too.
+	if err := cl.ReportCheckpoint(ctx, "w1", cluster.CheckpointRef{Step: 10, Dir: "/w1/root/step-00000010", Gen: 1}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "pointer at step 10", func() bool {
+		ref, ok, _ := cl.LatestCheckpoint(ctx)
+		return ok && ref.Step == 10 && ref.Dir == "step-00000010"
+	})
+	if err := cl.ReportCheckpoint(ctx, "w2", cluster.CheckpointRef{Step: 30, Dir: "step-00000030", Gen: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ReportCheckpoint(ctx, "w1", cluster.CheckpointRef{Step: 20, Dir: "step-00000020", Gen: 2}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "pointer at step 30", func() bool {
+		ref, ok, _ := cl.LatestCheckpoint(ctx)
+		return ok && ref.Step == 30
+	})
+	waitFor(t, 10*time.Second, "checkpoint event", func() bool {
+		evs, _ := cl.Events(ctx, 0)
+		for _, ev := range evs {
+			if ev.Kind == "checkpoint" && ev.Who == "w2" && ev.Step == 30 {
+				return true
+			}
+		}
+		return false
+	})
+	time.Sleep(200 * time.Millisecond) // w1's step 20 had its chance to (wrongly) win
+	if ref, _, _ := cl.LatestCheckpoint(ctx); ref.Step != 30 {
+		t.Fatalf("pointer went back to step %d", ref.Step)
+	}
+
+	// The first registration that states a fingerprint sets the run's.
+	fp := train.Fingerprint{GEMM: "go", Kernel: "generic", Threads: 1, GOARCH: "amd64", Data: "aa"}
+	reg, err := cl.Register(ctx, cluster.WorkerInfo{ID: "w1", Addr: "x", Fingerprint: fp}, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	waitFor(t, 10*time.Second, "the run's fingerprint", func() bool {
+		got, ok, _ := cl.Fingerprint(ctx)
+		return ok && got == fp
+	})
+	other := fp
+	other.Threads = 4
+	reg2, err := cl.Register(ctx, cluster.WorkerInfo{ID: "w2", Addr: "y", Fingerprint: other}, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg2.Close()
+	time.Sleep(200 * time.Millisecond)
+	if got, _, _ := cl.Fingerprint(ctx); got != fp {
+		t.Fatalf("the run's fingerprint became %+v", got)
 	}
 }

@@ -123,7 +123,7 @@ func newDashFixture(t *testing.T) *dashFixture {
 		if s >= 100 {
 			p.TestLoss, p.TestAccuracy = 1.2, 0.5+float64(s)/500
 		}
-		must(c.PublishProgress(ctx, p))
+		must(c.PublishProgress(ctx, "w1", p))
 		must(d.Poll(ctx))
 	}
 	return &dashFixture{c: c, d: d, m: m, srv: srv, ctx: ctx, root: root}
@@ -285,7 +285,7 @@ func TestDashboardRunRestartsAndStale(t *testing.T) {
 	if err := put(f.ctx, f.c, cluster.KeyWorkers+"w1", cluster.WorkerInfo{ID: "w1", Addr: "10.0.0.1:7070", Started: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.c.PublishProgress(f.ctx, cluster.Progress{Gen: 7, Step: 220, TotalSteps: 400, Loss: 0.5, Time: time.Now()}); err != nil {
+	if err := f.c.PublishProgress(f.ctx, "w1", cluster.Progress{Gen: 7, Step: 220, TotalSteps: 400, Loss: 0.5, Time: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(20 * time.Second)
@@ -433,7 +433,7 @@ func TestDashboardChromium(t *testing.T) {
 	if _, err := f.c.Etcd().Delete(f.ctx, cluster.Key("dash", cluster.KeyWorkers+"w2")); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.c.MarkDone(f.ctx, train.Summary{Step: 400, Epoch: 4, TrainLoss: 0.21, TestLoss: 0.3, TestAccuracy: 0.93, Seconds: 61, Workers: 3}); err != nil {
+	if _, err := f.c.MarkDone(f.ctx, train.Summary{Step: 400, Epoch: 4, TrainLoss: 0.21, TestLoss: 0.3, TestAccuracy: 0.93, Seconds: 61, Workers: 3}); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.d.Poll(f.ctx); err != nil {

@@ -14,11 +14,11 @@ import (
 	"github.com/ringtrain/ringtrain/train"
 )
 
-// checkpointStore is where a checkpoint is published once its files are
-// durable (etcd's checkpoint/latest, by compare-and-swap).
+// checkpointStore is where a checkpoint is reported once its files are
+// durable (etcd's checkpoints/<worker>, which the coordinators publish as
+// the run's checkpoint/latest).
 type checkpointStore interface {
-	PublishCheckpoint(ctx context.Context, ref cluster.CheckpointRef) (bool, error)
-	AddEvent(ctx context.Context, ev cluster.Event) error
+	ReportCheckpoint(ctx context.Context, worker string, ref cluster.CheckpointRef) error
 }
 
 // checkpointDeps is everything a checkpointer uses.
@@ -27,7 +27,7 @@ type checkpointDeps struct {
 	cfg     train.Config // the state's configuration (to build the snapshot)
 	data    *dataset.Set // the training set the state was built for
 	store   checkpointStore
-	who     string // this worker's ID, for the event log
+	who     string // this worker's ID: it reports under it
 	log     *zap.Logger
 	metrics *Metrics
 }
@@ -118,17 +118,11 @@ func (c *checkpointer) persist(ctx context.Context, gen uint64) (string, error) 
 	// every machine resolves it against its own mount.
 	ref := cluster.CheckpointRef{Step: c.snap.Step, Dir: filepath.Base(dir), Gen: gen, Time: time.Now().UTC(),
 		ParamsSHA256: c.snap.ParamsSHA256()}
-	won, err := c.d.store.PublishCheckpoint(ctx, ref)
-	if err != nil {
-		// The files are durable; a restart finds them on disk even if etcd missed the pointer.
-		c.d.log.Warn("publish checkpoint", zap.String("dir", dir), zap.Error(err))
+	if err := c.d.store.ReportCheckpoint(ctx, c.d.who, ref); err != nil {
+		// The files are durable; a restart finds them on disk even if etcd missed the report.
+		c.d.log.Warn("report checkpoint", zap.String("dir", dir), zap.Error(err))
 		return dir, nil
 	}
-	if won {
-		if err := c.d.store.AddEvent(ctx, cluster.Event{Time: ref.Time, Kind: "checkpoint", Who: c.d.who, Gen: gen, Step: ref.Step, Detail: ref.Dir}); err != nil {
-			c.d.log.Debug("checkpoint event", zap.Error(err))
-		}
-	}
-	c.d.log.Info("checkpoint", zap.String("dir", dir), zap.Int64("step", ref.Step), zap.Bool("published", won))
+	c.d.log.Info("checkpoint", zap.String("dir", dir), zap.Int64("step", ref.Step))
 	return dir, nil
 }

@@ -14,27 +14,25 @@ import (
 	"github.com/ringtrain/ringtrain/train"
 )
 
-// refStore records the checkpoints published.
+// refStore records the checkpoints reported.
 type refStore struct {
 	mu   sync.Mutex
 	refs []cluster.CheckpointRef
 }
 
-func (s *refStore) PublishCheckpoint(_ context.Context, ref cluster.CheckpointRef) (bool, error) {
+func (s *refStore) ReportCheckpoint(_ context.Context, _ string, ref cluster.CheckpointRef) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.refs = append(s.refs, ref)
-	return true, nil
+	return nil
 }
-
-func (s *refStore) AddEvent(context.Context, cluster.Event) error { return nil }
 
 func (s *refStore) last(t *testing.T) cluster.CheckpointRef {
 	t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.refs) == 0 {
-		t.Fatal("no checkpoint published")
+		t.Fatal("no checkpoint reported")
 	}
 	return s.refs[len(s.refs)-1]
 }

@@ -69,7 +69,8 @@ type RingFailed struct {
 	Suspect string
 }
 
-// FinalWritten: rank 0 wrote the final checkpoint and marked the run done.
+// FinalWritten: rank 0 wrote the final checkpoint and reported the run
+// finished (a coordinator then marks it done).
 type FinalWritten struct{}
 
 func (GenerationSeen) input() {}
@@ -109,8 +110,8 @@ type Report struct {
 	Err     string
 }
 
-// Finish: rank 0 evaluates, writes the final checkpoint and marks the run
-// done (answer FinalWritten or RingFailed).
+// Finish: rank 0 evaluates, writes the final checkpoint and reports the run
+// finished (answer FinalWritten or RingFailed).
 type Finish struct{}
 
 // Exit: the worker is done; Reason says why (finished, left, stopped).

@@ -14,6 +14,7 @@ import (
 // newest value, so a slow or unreachable etcd never stalls a step.
 type publisher struct {
 	run  *cluster.Client
+	who  string // this worker's ID: it writes progress/<who>
 	log  *zap.Logger
 	in   chan cluster.Progress // size 1: the newest value replaces a pending one
 	stop chan struct{}
@@ -21,8 +22,8 @@ type publisher struct {
 	once sync.Once
 }
 
-func newPublisher(run *cluster.Client, log *zap.Logger) *publisher {
-	p := &publisher{run: run, log: log, in: make(chan cluster.Progress, 1), stop: make(chan struct{})}
+func newPublisher(run *cluster.Client, who string, log *zap.Logger) *publisher {
+	p := &publisher{run: run, who: who, log: log, in: make(chan cluster.Progress, 1), stop: make(chan struct{})}
 	p.wg.Add(1)
 	go p.loop()
 	return p
@@ -64,7 +65,7 @@ func (p *publisher) loop() {
 func (p *publisher) write(v cluster.Progress) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := p.run.PublishProgress(ctx, v); err != nil {
+	if err := p.run.PublishProgress(ctx, p.who, v); err != nil {
 		p.log.Debug("publish progress", zap.Error(err))
 	}
 }

@@ -59,6 +59,9 @@ type Worker struct {
 	// fp is this worker's fingerprint, checked against the run's (exact
 	// mode only; nil in float mode).
 	fp *train.Fingerprint
+	// fpChecked: fp was compared with the run's; false while the run has
+	// none (a coordinator stores the first registration's).
+	fpChecked bool
 	// lastEval is rank 0's latest test loss and accuracy.
 	lastEval [2]float64
 	// trainStart and trainStartStep are when and where this worker first
@@ -186,7 +189,17 @@ func (w *Worker) Run(stop context.Context) error {
 	}
 	defer w.tr.Close()
 
-	cli, err := clientv3.New(cluster.EtcdClientConfig(w.cfg.Etcd, w.log.Named("etcd")))
+	// The worker's certificate is also its etcd identity (user worker:<ID>),
+	// which may write only this worker's keys.
+	ecfg, err := cluster.SecureEtcd(cluster.EtcdClientConfig(w.cfg.Etcd, w.log.Named("etcd")), w.tls, "--tls-dir")
+	if err != nil {
+		return err
+	}
+	if ecfg.TLS == nil && !w.cfg.Insecure {
+		w.log.Warn("etcd in plaintext: anyone who reaches it can rewrite the run; give https:// --etcd endpoints (etcd with --client-cert-auth)",
+			zap.Strings("etcd", w.cfg.Etcd))
+	}
+	cli, err := clientv3.New(ecfg)
 	if err != nil {
 		return fmt.Errorf("worker: etcd %v: %w", w.cfg.Etcd, err)
 	}
@@ -229,10 +242,22 @@ func (w *Worker) Run(stop context.Context) error {
 		return err
 	}
 	defer reg.Close()
+	if w.fp != nil && !w.fpChecked {
+		// The run had no fingerprint: a coordinator stores the first
+		// registration's; this worker's may have lost to another's.
+		run, err := w.run.WaitFingerprint(stop)
+		if err != nil {
+			return err
+		}
+		if err := w.fp.Check(run); err != nil {
+			return usage.Errorf("worker %s: %v", w.cfg.ID, err)
+		}
+		w.fpChecked = true
+	}
 	w.log.Info("registered", zap.String("addr", w.addr), zap.String("gossip", gossip.Addr()), zap.Int64("step", w.st.Step))
 	w.logLine(fmt.Sprintf(`{"event":"registered","step":%d}`, w.st.Step))
 
-	w.prog = newPublisher(w.run, w.log)
+	w.prog = newPublisher(w.run, w.cfg.ID, w.log)
 	defer w.prog.Close()
 	w.ckpt = newCheckpointer(checkpointDeps{root: w.st.Cfg.CheckpointDir, cfg: w.st.Cfg, data: w.train,
 		store: w.run, who: w.cfg.ID, log: w.log, metrics: w.metrics})
@@ -305,19 +330,22 @@ func (w *Worker) prepare(ctx context.Context) error {
 	return nil
 }
 
-// checkFingerprint stores fp as the run's fingerprint if the run has none
-// (the first worker of an exact run does) and compares it with the run's:
-// one that differs is a usage error naming this worker, what differs and
-// the fix, and the worker exits without registering.
+// checkFingerprint compares fp with the run's fingerprint: one that differs
+// is a usage error naming this worker, what differs and the fix, and the
+// worker exits without registering. A run without one yet takes it from
+// the first registration that states one (a coordinator writes it; workers
+// cannot), so Run compares again once it is stored.
 func (w *Worker) checkFingerprint(ctx context.Context, fp train.Fingerprint) error {
-	run, err := w.run.PutFingerprintIfAbsent(ctx, fp)
+	run, ok, err := w.run.Fingerprint(ctx)
 	if err != nil {
 		return err
 	}
-	if err := fp.Check(run); err != nil {
-		return usage.Errorf("worker %s: %v", w.cfg.ID, err)
+	if ok {
+		if err := fp.Check(run); err != nil {
+			return usage.Errorf("worker %s: %v", w.cfg.ID, err)
+		}
 	}
-	w.fp = &fp
+	w.fp, w.fpChecked = &fp, ok
 	return nil
 }
 
@@ -747,7 +775,8 @@ func (w *Worker) checkReplicas(ctx context.Context, ring *allreduce.Ring, rank, 
 }
 
 // finish ends the run on rank 0: it evaluates, writes the final checkpoint,
-// publishes it and marks the run done.
+// reports it and reports the run finished (finished/<ID>), which the
+// coordinators turn into the run's done key.
 func (w *Worker) finish(ctx context.Context, cur *gen) error {
 	world := len(cur.g.Members)
 	tl, acc := w.st.Evaluate(w.test)
@@ -774,7 +803,7 @@ func (w *Worker) finish(ctx context.Context, cur *gen) error {
 	w.prog.Publish(cluster.Progress{Gen: cur.g.Gen, Step: w.st.Step, TotalSteps: w.st.TotalSteps, Epoch: w.st.Epoch(),
 		Loss: sum.TrainLoss, TestLoss: tl, TestAccuracy: acc, Workers: world, Time: time.Now().UTC()})
 	w.prog.Close()
-	if err := w.run.MarkDone(ctx, sum); err != nil {
+	if err := w.run.ReportFinished(ctx, w.cfg.ID, sum); err != nil {
 		return err
 	}
 	w.log.Info("run finished", zap.Int64("step", sum.Step), zap.Float64("test_accuracy", acc))

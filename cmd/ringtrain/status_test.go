@@ -59,7 +59,7 @@ func TestStatusCommand(t *testing.T) {
 	}
 	put(cluster.KeyGeneration, cluster.Generation{Gen: 4, Reason: "joined w2",
 		Members: []cluster.Member{{ID: "w2", Addr: "10.0.0.1:w2"}, {ID: "w1", Addr: "10.0.0.1:w1"}, {ID: "w9", Addr: "x"}}})
-	if err := c.PublishProgress(ctx, cluster.Progress{Gen: 4, Step: 50, TotalSteps: 200, Epoch: 1, Loss: 0.25, SamplesPerSec: 1234, Time: time.Now()}); err != nil {
+	if err := c.PublishProgress(ctx, "w2", cluster.Progress{Gen: 4, Step: 50, TotalSteps: 200, Epoch: 1, Loss: 0.25, SamplesPerSec: 1234, Time: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	// The checkpoint is named relative to the workers' checkpoint root.
@@ -80,7 +80,7 @@ func TestStatusCommand(t *testing.T) {
 	if out, code = status(); code != 0 || !strings.Contains(out, "step 45 in step-00000045") {
 		t.Fatalf("status of an old-format checkpoint (exit %d):\n%s", code, out)
 	}
-	if err := c.MarkDone(ctx, train.Summary{Step: 200, TestAccuracy: 0.98}); err != nil {
+	if _, err := c.MarkDone(ctx, train.Summary{Step: 200, TestAccuracy: 0.98}); err != nil {
 		t.Fatal(err)
 	}
 	out, code = status("--json")
