@@ -9,6 +9,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ringtrain/ringtrain/cluster"
+	"github.com/ringtrain/ringtrain/enroll"
+	"github.com/ringtrain/ringtrain/internal/pki"
 	"github.com/ringtrain/ringtrain/internal/usage"
 	"github.com/ringtrain/ringtrain/train"
 )
@@ -21,10 +23,37 @@ type Config struct {
 	Run string
 	// ID is this coordinator's unique ID (default: the hostname).
 	ID string
-	// ListenGRPC serves the standard gRPC health service for probes: the
-	// overall service "" is SERVING while Run runs, and HealthServiceLeader
-	// is SERVING only while this coordinator leads. Empty: no gRPC server.
+	// ListenGRPC is the gRPC server, over TLS with the TLS certificate:
+	// worker enrollment (on the leader, with CADir) and the health
+	// service, both for callers with the run's certificate except Enroll.
+	// Empty: no gRPC server.
 	ListenGRPC string
+	// Advertise is the ListenGRPC address workers dial (empty: the bound
+	// one, with the hostname for a wildcard host).
+	Advertise string
+	// HealthAddr serves the standard gRPC health service in plaintext, and
+	// nothing else, for probes without a certificate: the overall service
+	// "" is SERVING while Run runs, and HealthServiceLeader is SERVING only
+	// while this coordinator leads. Empty: none.
+	HealthAddr string
+	// TLS are this coordinator's certificate (identity coordinator:<ID>),
+	// key and the run's CA (see `ringtrain certs`). Required with
+	// ListenGRPC unless Insecure.
+	TLS pki.Files
+	// CADir holds the run's intermediate CA, which signs enrolled workers'
+	// certificates: pki.RootFile, pki.IntermediateFile and
+	// pki.IntermediateKeyFile (the root's key is never read). Empty: no
+	// enrollment.
+	CADir string
+	// EnrollTokenFile holds the bootstrap token a worker's first
+	// enrollment carries (httpauth.ReadTokenFile's format). Empty with
+	// CADir: renewals only.
+	EnrollTokenFile string
+	// EnrollToken is the token itself; it wins over EnrollTokenFile (tests).
+	EnrollToken string
+	// EnrollTTL is the lifetime of enrolled workers' certificates, which
+	// they renew at half-life.
+	EnrollTTL time.Duration
 	// GossipBind is the memberlist host:port (port 0: any free port).
 	GossipBind string
 	// GossipAdvertise is the host:port others dial (empty: the bound one).
@@ -37,7 +66,8 @@ type Config struct {
 	GossipKeyFile string
 	// GossipKey is the key itself; it wins over GossipKeyFile (tests).
 	GossipKey []byte
-	// Insecure allows running without the run's secrets (plain gossip).
+	// Insecure allows running without the run's secrets (plain gossip, a
+	// plaintext gRPC server without enrollment).
 	Insecure bool
 	// CheckpointDir is the workers' checkpoint root as mounted on this
 	// machine, if it is: the dashboard then shows the latest checkpoint's
@@ -82,6 +112,7 @@ func DefaultConfig() Config {
 		Run:           cluster.DefaultRun,
 		ID:            host,
 		ListenGRPC:    ":7000",
+		EnrollTTL:     enroll.DefaultTTL,
 		GossipBind:    ":7946",
 		GossipFast:    true,
 		HTTPAddr:      "127.0.0.1:8080",
@@ -98,7 +129,8 @@ func DefaultConfig() Config {
 func TestConfig(etcd []string, run, id string) Config {
 	c := DefaultConfig()
 	c.Etcd, c.Run, c.ID = etcd, run, id
-	c.ListenGRPC = "127.0.0.1:0"
+	c.ListenGRPC = "" // it serves only over TLS: a test gives certificates
+	c.HealthAddr = "127.0.0.1:0"
 	c.GossipBind = "127.0.0.1:0"
 	c.HTTPAddr = "127.0.0.1:0"
 	c.Tick = 20 * time.Millisecond
@@ -143,7 +175,22 @@ func (c Config) Validate() error {
 		return err
 	}
 	if c.GossipKeyFile == "" {
-		return cluster.CheckGossipKey(c.GossipKey, c.Insecure)
+		if err := cluster.CheckGossipKey(c.GossipKey, c.Insecure); err != nil {
+			return err
+		}
+	}
+	if c.ListenGRPC != "" && c.TLS == (pki.Files{}) && !c.Insecure {
+		return usage.Errorf("--tls-dir is not set: the gRPC server (--listen %s) serves only over TLS; create the files with "+
+			"`ringtrain certs --out DIR --coordinators %s` and pass --tls-dir DIR/coordinator/%s, or pass --insecure on a trusted network", c.ListenGRPC, c.ID, c.ID)
+	}
+	if c.CADir != "" && (c.ListenGRPC == "" || c.TLS == (pki.Files{})) {
+		return usage.Errorf("--ca-dir %s: workers enroll over TLS on --listen; give --listen and --tls-dir too", c.CADir)
+	}
+	if (c.EnrollTokenFile != "" || c.EnrollToken != "") && c.CADir == "" {
+		return usage.Errorf("--enroll-token-file needs --ca-dir, the intermediate CA that signs the enrolled workers' certificates")
+	}
+	if c.CADir != "" && c.EnrollTTL < 2*time.Minute {
+		return usage.Errorf("--enroll-ttl %v is too short; workers renew at half-life: give at least 2m, e.g. --enroll-ttl 1h", c.EnrollTTL)
 	}
 	return nil
 }

@@ -16,7 +16,6 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -34,6 +33,7 @@ type Coordinator struct {
 	cfg  Config
 	log  *zap.Logger // with run and coordinator fields
 	base *zap.Logger // with the coordinator field (Client adds run)
+	sec  secrets     // certificate, issuing CA, bootstrap token
 
 	leader atomic.Bool
 
@@ -58,10 +58,13 @@ type Status struct {
 	// Events are the latest events this coordinator recorded, oldest first.
 	Events []cluster.Event `json:"events"`
 	// Addresses actually bound (useful with port 0).
-	GRPCAddr   string          `json:"grpc_addr,omitempty"`
-	HTTPAddr   string          `json:"http_addr,omitempty"`
-	GossipAddr string          `json:"gossip_addr,omitempty"`
-	Spec       cluster.RunSpec `json:"spec"`
+	GRPCAddr string `json:"grpc_addr,omitempty"`
+	// GRPCAdvertise is the gRPC address registered for workers to enroll at.
+	GRPCAdvertise string          `json:"grpc_advertise,omitempty"`
+	HealthAddr    string          `json:"health_addr,omitempty"`
+	HTTPAddr      string          `json:"http_addr,omitempty"`
+	GossipAddr    string          `json:"gossip_addr,omitempty"`
+	Spec          cluster.RunSpec `json:"spec"`
 }
 
 // New checks cfg and builds a Coordinator; Run starts it.
@@ -83,12 +86,16 @@ func New(cfg Config) (*Coordinator, error) {
 		}
 		cfg.HTTPToken = tok
 	}
+	sec, err := loadSecrets(cfg)
+	if err != nil {
+		return nil, err
+	}
 	lg := cfg.Logger
 	if lg == nil {
 		lg = zap.NewNop()
 	}
 	base := lg.With(zap.String("coordinator", cfg.ID))
-	return &Coordinator{cfg: cfg, log: base.With(zap.String("run", cfg.Run)), base: base,
+	return &Coordinator{cfg: cfg, log: base.With(zap.String("run", cfg.Run)), base: base, sec: sec,
 		status: Status{ID: cfg.ID, Run: cfg.Run}}, nil
 }
 
@@ -115,6 +122,9 @@ func (c *Coordinator) updateStatus(f func(*Status)) {
 // key appears (returning nil). A coordinator that cannot reach etcd keeps
 // retrying; it never exits on an outage.
 func (c *Coordinator) Run(ctx context.Context) error {
+	if c.cfg.Insecure {
+		c.log.Warn("insecure: running without the run's secrets where none are given (--insecure); only on a trusted network")
+	}
 	ecfg := cluster.EtcdClientConfig(c.cfg.Etcd, c.log.Named("etcd"))
 	ecfg.DialTimeout = c.cfg.DialTimeout
 	cli, err := clientv3.New(ecfg)
@@ -182,7 +192,7 @@ func (c *Coordinator) putSpec(ctx context.Context, client *cluster.Client) (clus
 }
 
 func (c *Coordinator) registerSelf(ctx context.Context, client *cluster.Client, g *cluster.Gossip) (*cluster.Registration, error) {
-	info := cluster.CoordinatorInfo{ID: c.cfg.ID, Gossip: g.Addr(), HTTP: c.Status().HTTPAddr, Started: time.Now()}
+	info := cluster.CoordinatorInfo{ID: c.cfg.ID, Gossip: g.Addr(), HTTP: c.Status().HTTPAddr, GRPC: c.Status().GRPCAdvertise, Started: time.Now()}
 	return retry(ctx, c.log, "register", func() (*cluster.Registration, error) {
 		return client.RegisterCoordinator(ctx, info, c.cfg.LeaseTTL)
 	})
@@ -227,17 +237,11 @@ func (c *Coordinator) serve(ctx context.Context, hs *health.Server, client *clus
 			stops[i]()
 		}
 	}
-	if c.cfg.ListenGRPC != "" {
-		lis, err := net.Listen("tcp", c.cfg.ListenGRPC)
-		if err != nil {
-			return stop, fmt.Errorf("coordinator: --listen %s: %w", c.cfg.ListenGRPC, err)
-		}
-		srv := grpc.NewServer()
-		healthpb.RegisterHealthServer(srv, hs)
-		done := make(chan struct{})
-		go func() { defer close(done); srv.Serve(lis) }() //nolint:errcheck // returns on Stop
-		c.updateStatus(func(s *Status) { s.GRPCAddr = lis.Addr().String() })
-		stops = append(stops, func() { hs.Shutdown(); srv.Stop(); <-done })
+	gstop, err := c.serveGRPC(hs, client)
+	stops = append(stops, func() { hs.Shutdown(); gstop() })
+	if err != nil {
+		stop()
+		return func() {}, err
 	}
 	if c.cfg.HTTPAddr != "" {
 		lis, err := net.Listen("tcp", c.cfg.HTTPAddr)

@@ -437,6 +437,7 @@ func TestConfigValidate(t *testing.T) {
 	}
 	withFile := DefaultConfig()
 	withFile.GossipKeyFile = filepath.Join(t.TempDir(), "missing")
+	withFile.ListenGRPC = "" // no gRPC server: no certificate needed
 	if _, err := New(withFile); !usage.Is(err) || !strings.Contains(err.Error(), withFile.GossipKeyFile) {
 		t.Errorf("New with a missing key file: %v, want a usage error naming it", err)
 	}
