@@ -127,6 +127,16 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	}
 	ecfg := cluster.EtcdClientConfig(c.cfg.Etcd, c.log.Named("etcd"))
 	ecfg.DialTimeout = c.cfg.DialTimeout
+	// The coordinator's certificate is also its etcd identity (user
+	// coordinator:<ID>, which holds etcd's root role: see cluster/auth.go).
+	ecfg, err := cluster.SecureEtcd(ecfg, c.sec.tls, "--tls-dir")
+	if err != nil {
+		return err
+	}
+	if ecfg.TLS == nil && !c.cfg.Insecure {
+		c.log.Warn("etcd in plaintext: anyone who reaches it can rewrite the run; give https:// --etcd endpoints (etcd with --client-cert-auth)",
+			zap.Strings("etcd", c.cfg.Etcd))
+	}
 	cli, err := clientv3.New(ecfg)
 	if err != nil {
 		return fmt.Errorf("coordinator: etcd %v: %w", c.cfg.Etcd, err)

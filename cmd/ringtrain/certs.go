@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -35,6 +38,19 @@ Layout of --out DIR:
 where <role> is worker, coordinator or client. Give each process its own
 directory, and only that one: ringtrain worker --id w1 --tls-dir DIR/worker/w1.
 
+Workers that come and go (compose --scale, a StatefulSet) enroll instead: the
+leading coordinator signs their certificates with the intermediate
+(ringtrain coordinator --ca-dir DIR --enroll-token-file DIR/enroll.token), and
+a worker needs only ca.pem, the token and the gossip key:
+  --enroll-token                 also write DIR/enroll.token (0600), the bootstrap token
+  --gossip-key                   also write DIR/gossip.key (0600), the run's gossip key
+  --worker-out DIR2              copy ca.pem, enroll.token and gossip.key to DIR2 for the workers
+  --root-key-dir DIR3            write the root's key to DIR3/root-key.pem instead of
+                                 DIR/ca/root-key.pem, so that DIR can be mounted where
+                                 coordinators run without it
+The token and the gossip key are written only when absent, so that a re-run
+(e.g. with --force, to rotate the leaves) keeps the running members' ones.
+
 A CA already in DIR is reused: run again to add identities, or with --force to
 re-issue existing leaves (rotation; running processes pick up rewritten files at
 their next handshake). Without --force an existing file is an error.`
@@ -49,7 +65,18 @@ type certsFlags struct {
 	clients      listFlag
 	leafTTL      time.Duration
 	force        bool
+	enrollToken  bool
+	gossipKey    bool
+	workerOut    string
+	rootKeyDir   string
 }
+
+// Files `ringtrain certs` writes besides the CA and the leaves.
+const (
+	enrollTokenFile = "enroll.token"
+	gossipKeyFile   = "gossip.key"
+	rootKeyName     = "root-key.pem"
+)
 
 // listFlag is a comma-separated list of names.
 type listFlag []string
@@ -68,6 +95,10 @@ func (c *certsFlags) register(fs *flag.FlagSet) {
 	fs.Var(&c.clients, "clients", "issue client certificates for these names, comma-separated (tools, operators)")
 	fs.DurationVar(&c.leafTTL, "leaf-ttl", pki.DefaultLeafTTL, "lifetime of the issued leaves")
 	fs.BoolVar(&c.force, "force", false, "overwrite existing leaf files (re-issue them)")
+	fs.BoolVar(&c.enrollToken, "enroll-token", false, "also write DIR/"+enrollTokenFile+", the bootstrap token workers enroll with (kept if present)")
+	fs.BoolVar(&c.gossipKey, "gossip-key", false, "also write DIR/"+gossipKeyFile+", the run's gossip key (kept if present)")
+	fs.StringVar(&c.workerOut, "worker-out", "", "copy what an enrolling worker needs (ca.pem and, when written, "+enrollTokenFile+" and "+gossipKeyFile+") to this directory")
+	fs.StringVar(&c.rootKeyDir, "root-key-dir", "", "write a new root key to this directory ("+rootKeyName+") instead of DIR/"+pki.RootKeyFile)
 }
 
 // identities lists what to issue, checking each name.
@@ -123,23 +154,100 @@ func runCerts(ctx context.Context, e *env, args []string) error {
 	if len(ids) == 0 {
 		fmt.Fprintln(e.stderr, "ringtrain certs: no --workers, --worker-ids, --coordinators or --clients: writing the CA only")
 	}
-	files, reused, err := issueCerts(c.out, c.run, ids, pki.IssueOptions{TTL: c.leafTTL}, c.force)
+	files, reused, err := issueCertsRootKey(c.out, c.run, ids, pki.IssueOptions{TTL: c.leafTTL}, c.force, c.rootKeyDir)
 	if err != nil {
 		return err
 	}
 	if reused {
 		fmt.Fprintf(e.stderr, "ringtrain certs: reusing the CA in %s\n", c.out)
 	}
-	for _, f := range files {
+	secrets, err := c.writeSecrets()
+	if err != nil {
+		return err
+	}
+	for _, f := range append(files, secrets...) {
 		fmt.Fprintln(e.stdout, f.Path)
 	}
 	return nil
+}
+
+// writeSecrets writes the enroll token and the gossip key if asked and
+// absent, and the workers' copies; it returns what it wrote.
+func (c *certsFlags) writeSecrets() ([]pki.File, error) {
+	var written []pki.File
+	for _, s := range []struct {
+		want bool
+		name string
+		make func() []byte
+	}{
+		{c.enrollToken, enrollTokenFile, func() []byte { return []byte(hex.EncodeToString(randomBytes(32)) + "\n") }},
+		{c.gossipKey, gossipKeyFile, func() []byte { return []byte(hex.EncodeToString(cluster.NewGossipKey()) + "\n") }},
+	} {
+		p := filepath.Join(c.out, s.name)
+		if _, err := os.Stat(p); !s.want || err == nil {
+			continue
+		}
+		f := pki.File{Path: p, Data: s.make(), Mode: 0o600}
+		if err := pki.WriteFiles([]pki.File{f}, false); err != nil {
+			return nil, err
+		}
+		written = append(written, f)
+	}
+	if c.workerOut == "" {
+		return written, nil
+	}
+	var copies []pki.File
+	for _, name := range []string{pki.RootFile, enrollTokenFile, gossipKeyFile} {
+		b, err := os.ReadFile(filepath.Join(c.out, name))
+		if errors.Is(err, fs.ErrNotExist) && name != pki.RootFile {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		mode := fs.FileMode(0o600)
+		if name == pki.RootFile {
+			mode = 0o644
+		}
+		copies = append(copies, pki.File{Path: filepath.Join(c.workerOut, name), Data: b, Mode: mode})
+	}
+	if err := pki.WriteFiles(copies, true); err != nil {
+		return nil, err
+	}
+	return append(written, copies...), nil
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("certs: crypto/rand: %v", err)) // never fails on supported platforms
+	}
+	return b
+}
+
+// issueCertsRootKey is issueCerts with a new root key written to
+// rootKeyDir instead of beside the CA (when rootKeyDir is set).
+func issueCertsRootKey(dir, run string, ids []pki.Identity, opt pki.IssueOptions, force bool, rootKeyDir string) ([]pki.File, bool, error) {
+	if rootKeyDir == "" {
+		return issueCerts(dir, run, ids, opt, force)
+	}
+	return issueCertsWith(dir, run, ids, opt, force, func(f *pki.File) {
+		if f.Path == filepath.Join(dir, pki.RootKeyFile) {
+			f.Path = filepath.Join(rootKeyDir, rootKeyName)
+		}
+	})
 }
 
 // issueCerts writes (or reuses) the CA under dir and a leaf per identity,
 // and returns the files written; an existing file without force is a usage
 // error naming it.
 func issueCerts(dir, run string, ids []pki.Identity, opt pki.IssueOptions, force bool) (written []pki.File, reused bool, err error) {
+	return issueCertsWith(dir, run, ids, opt, force, func(*pki.File) {})
+}
+
+// issueCertsWith is issueCerts with each file of a new CA passed through
+// place (which may move it) before writing.
+func issueCertsWith(dir, run string, ids []pki.Identity, opt pki.IssueOptions, force bool, place func(*pki.File)) (written []pki.File, reused bool, err error) {
 	auth, err := pki.LoadAuthorityDir(dir)
 	var files []pki.File
 	switch {
@@ -156,6 +264,9 @@ func issueCerts(dir, run string, ids []pki.Identity, opt pki.IssueOptions, force
 			return nil, false, err
 		}
 		files = auth.CAFiles(dir)
+		for i := range files {
+			place(&files[i])
+		}
 	default:
 		return nil, false, usage.Errorf("--out %s: cannot load its CA: %v", dir, err)
 	}
@@ -174,15 +285,29 @@ func issueCerts(dir, run string, ids []pki.Identity, opt pki.IssueOptions, force
 	return files, reused, nil
 }
 
+// Identities of a `ringtrain local` run besides its workers: the embedded
+// etcd server, the coordinator, and local's own client (it follows the run).
+const (
+	localEtcdID        = "local"
+	localCoordinatorID = "coordinator-local"
+	localClientID      = "local"
+)
+
 // localCerts issues, in dir, the CA of a `ringtrain local` run and the
-// certificates of its workers worker-1 … worker-n (re-issued on every
-// start; a CA left in a --work-dir is reused).
+// certificates of its etcd server (for 127.0.0.1 and localhost), its
+// coordinator, its own client and its workers worker-1 … worker-n
+// (re-issued on every start; a CA left in a --work-dir is reused).
 func localCerts(dir, run string, n int) error {
-	ids := make([]pki.Identity, n)
-	for i := range ids {
-		ids[i] = pki.Worker(run, "worker-"+strconv.Itoa(i+1))
+	ids := []pki.Identity{pki.Coordinator(run, localCoordinatorID), {Run: run, Role: pki.RoleClient, ID: localClientID}}
+	for i := range n {
+		ids = append(ids, pki.Worker(run, "worker-"+strconv.Itoa(i+1)))
 	}
-	_, _, err := issueCerts(dir, run, ids, pki.IssueOptions{TTL: localLeafTTL}, true)
+	if _, _, err := issueCerts(dir, run, ids, pki.IssueOptions{TTL: localLeafTTL}, true); err != nil {
+		return err
+	}
+	server := []pki.Identity{{Run: run, Role: pki.RoleEtcdServer, ID: localEtcdID}}
+	_, _, err := issueCerts(dir, run, server, pki.IssueOptions{TTL: localLeafTTL,
+		IPs: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}, DNSNames: []string{"localhost"}}, true)
 	return err
 }
 

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
 	"github.com/ringtrain/ringtrain/cluster"
@@ -92,8 +91,15 @@ func runLocal(ctx context.Context, e *env, args []string) error {
 		cfg.CheckpointDir = filepath.Join(dir, "checkpoints")
 	}
 
-	etcd, err := cluster.StartEtcd(cluster.EtcdConfig{Name: "local", Dir: filepath.Join(dir, "etcd"), Fast: true,
-		ListenClientURLs: "http://127.0.0.1:0", ListenPeerURLs: "http://127.0.0.1:0"})
+	ccfg := coordinator.DefaultConfig()
+	// The run's CA and a certificate per process, new for every start: the
+	// ring and etcd run mutual TLS, and etcd knows each process by its
+	// certificate (a worker may write only its own keys).
+	certsDir := filepath.Join(dir, "certs")
+	if err := localCerts(certsDir, ccfg.Run, lf.workers); err != nil {
+		return err
+	}
+	etcd, err := startLocalEtcd(ctx, filepath.Join(dir, "etcd"), certsDir, ccfg.Run, lf.workers)
 	if err != nil {
 		return err
 	}
@@ -104,9 +110,9 @@ func runLocal(ctx context.Context, e *env, args []string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	ccfg := coordinator.DefaultConfig()
 	ccfg.Etcd = endpoints
-	ccfg.ID = "coordinator-local"
+	ccfg.ID = localCoordinatorID
+	ccfg.TLS = localCoordinatorTLS(certsDir, ccfg.Run)
 	ccfg.ListenGRPC = "127.0.0.1:0"
 	ccfg.GossipBind = "127.0.0.1:0"
 	ccfg.HTTPAddr = lf.httpAddr
@@ -117,12 +123,7 @@ func runLocal(ctx context.Context, e *env, args []string) error {
 	if ccfg.GossipKey, err = cluster.WriteGossipKeyFile(gossipKeyFile); err != nil {
 		return err
 	}
-	// The run's CA and each worker's certificate, new for every start: the
-	// ring runs mutual TLS.
-	certsDir := filepath.Join(dir, "certs")
-	if err := localCerts(certsDir, ccfg.Run, lf.workers); err != nil {
-		return err
-	}
+	ccfg.TLS = pki.DirFiles(pki.LeafDir(certsDir, pki.Coordinator(ccfg.Run, ccfg.ID)))
 	ccfg.Logger = log.Named("coordinator")
 	coord, err := coordinator.New(ccfg)
 	if err != nil {
@@ -161,7 +162,7 @@ func runLocal(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stderr, "dashboard: http://%s/\n", lf.httpAddr)
 	}
 
-	cli, err := clientv3.New(cluster.EtcdClientConfig(endpoints, zap.NewNop()))
+	cli, err := localEtcdClient(endpoints, certsDir, pki.Identity{Run: ccfg.Run, Role: pki.RoleClient, ID: localClientID})
 	if err != nil {
 		return err
 	}
