@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ringtrain/ringtrain/cluster"
+	"github.com/ringtrain/ringtrain/internal/httpauth"
 	"github.com/ringtrain/ringtrain/internal/pki"
 )
 
@@ -71,5 +73,55 @@ func TestCertsWritesTheLayoutAndRefusesToOverwrite(t *testing.T) {
 		if code, _, errs := runCLI(tc.args...); code != 2 || !strings.Contains(errs, tc.want) {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tc.args, code, errs, tc.want)
 		}
+	}
+}
+
+// What a compose init service writes: the coordinators' directory without
+// the root key, the workers' directory with only the CA, the token and the
+// gossip key; a re-run with --force rotates the leaves and keeps the
+// token and the key.
+func TestCertsForEnrollment(t *testing.T) {
+	tmp := t.TempDir()
+	dir, workers, root := filepath.Join(tmp, "certs"), filepath.Join(tmp, "workers"), filepath.Join(tmp, "root")
+	args := []string{"certs", "--out", dir, "--run", "r1", "--coordinators", "c1,c2", "--enroll-token", "--gossip-key",
+		"--worker-out", workers, "--root-key-dir", root}
+	if code, _, errs := runCLI(args...); code != 0 {
+		t.Fatalf("certs: exit %d: %s", code, errs)
+	}
+	if _, err := os.Stat(filepath.Join(dir, pki.RootKeyFile)); err == nil {
+		t.Error("the root key is in --out, where coordinators mount it")
+	}
+	if _, err := os.Stat(filepath.Join(root, "root-key.pem")); err != nil {
+		t.Errorf("the root key is not in --root-key-dir: %v", err)
+	}
+	if _, err := pki.LoadAuthorityDir(dir); err != nil {
+		t.Errorf("--out cannot issue (what --ca-dir loads): %v", err)
+	}
+	var names []string
+	entries, _ := os.ReadDir(workers)
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if strings.Join(names, " ") != "ca.pem enroll.token gossip.key" {
+		t.Errorf("--worker-out holds %v, want ca.pem, enroll.token and gossip.key only", names)
+	}
+	token, _ := os.ReadFile(filepath.Join(dir, "enroll.token"))
+	if tok, err := httpauth.ReadTokenFile("t", filepath.Join(workers, "enroll.token")); err != nil || tok != strings.TrimSpace(string(token)) {
+		t.Errorf("the workers' token %q (%v) is not the coordinators' %q", tok, err, token)
+	}
+	if _, err := cluster.ReadGossipKeyFile("k", filepath.Join(workers, "gossip.key")); err != nil {
+		t.Error(err)
+	}
+	if fi, _ := os.Stat(filepath.Join(dir, "enroll.token")); fi.Mode().Perm() != 0o600 {
+		t.Errorf("enroll.token mode %v, want 0600", fi.Mode().Perm())
+	}
+	cert, _ := os.ReadFile(filepath.Join(dir, "coordinator", "c1", "cert.pem"))
+	if code, _, errs := runCLI(append(args, "--force")...); code != 0 {
+		t.Fatalf("re-run with --force: exit %d: %s", code, errs)
+	}
+	cert2, _ := os.ReadFile(filepath.Join(dir, "coordinator", "c1", "cert.pem"))
+	token2, _ := os.ReadFile(filepath.Join(workers, "enroll.token"))
+	if string(cert) == string(cert2) || string(token) != string(token2) {
+		t.Error("a re-run should re-issue the leaves and keep the token")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"flag"
 
 	"github.com/ringtrain/ringtrain/coordinator"
+	"github.com/ringtrain/ringtrain/internal/pki"
 	"github.com/ringtrain/ringtrain/train"
 )
 
@@ -23,7 +24,14 @@ func runCoordinator(ctx context.Context, e *env, args []string) error {
 		fs.Var((*etcdFlag)(&cfg.Etcd), "etcd", "etcd endpoints, comma-separated (default 127.0.0.1:2379)")
 		fs.StringVar(&cfg.Run, "run", cfg.Run, "run name (etcd prefix)")
 		fs.StringVar(&cfg.ID, "id", cfg.ID, "coordinator ID (default: hostname)")
-		fs.StringVar(&cfg.ListenGRPC, "listen", cfg.ListenGRPC, "gRPC health service address (empty: off)")
+		fs.StringVar(&cfg.ListenGRPC, "listen", cfg.ListenGRPC, "gRPC address, TLS only: worker enrollment (with --ca-dir) and health for holders of the run's certificates (empty: off)")
+		fs.StringVar(&cfg.Advertise, "advertise", cfg.Advertise, "the --listen address workers dial, HOST:PORT (default: the bound one, with the hostname for a wildcard host)")
+		fs.StringVar(&cfg.HealthAddr, "health-addr", cfg.HealthAddr, "plaintext gRPC health service for probes without a certificate, and nothing else (empty: off; in a container e.g. :7001)")
+		registerTLSFlags(fs, &cfg.TLS, pki.RoleCoordinator)
+		fs.StringVar(&cfg.CADir, "ca-dir", cfg.CADir, "enroll workers while leading, signing with the run's intermediate CA in this directory: ca.pem, ca/intermediate.pem,\n"+
+			"ca/intermediate-key.pem as `ringtrain certs --out DIR` writes them (the root's key is never needed: keep it elsewhere)")
+		fs.StringVar(&cfg.EnrollTokenFile, "enroll-token-file", cfg.EnrollTokenFile, "file with the run's bootstrap token, which a worker's first enrollment carries (`ringtrain certs --enroll-token` writes one)")
+		fs.DurationVar(&cfg.EnrollTTL, "enroll-ttl", cfg.EnrollTTL, "lifetime of enrolled workers' certificates (they renew at half-life)")
 		fs.StringVar(&cfg.GossipBind, "gossip-listen", cfg.GossipBind, "memberlist listen address")
 		fs.StringVar(&cfg.GossipAdvertise, "gossip-advertise", cfg.GossipAdvertise, "memberlist address peers dial, HOST:PORT (default: the bound one)")
 		fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "serve the dashboard, /metrics and /healthz here, read-only (empty: off; in a container e.g. :8080)")

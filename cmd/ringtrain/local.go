@@ -123,7 +123,6 @@ func runLocal(ctx context.Context, e *env, args []string) error {
 	if ccfg.GossipKey, err = cluster.WriteGossipKeyFile(gossipKeyFile); err != nil {
 		return err
 	}
-	ccfg.TLS = pki.DirFiles(pki.LeafDir(certsDir, pki.Coordinator(ccfg.Run, ccfg.ID)))
 	ccfg.Logger = log.Named("coordinator")
 	coord, err := coordinator.New(ccfg)
 	if err != nil {
