@@ -3,6 +3,7 @@ package coordinator
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -11,7 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/ringtrain/ringtrain/cluster"
+	"github.com/ringtrain/ringtrain/internal/pki"
 )
 
 // stockEtcd is the official etcd server, built from its own module by
@@ -29,20 +34,51 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// TestStockEtcdServer runs a coordinator and a worker registration against
-// the official etcd server binary in a subprocess.
+// TestStockEtcdServer runs a coordinator and a worker against the official
+// etcd server binary in a subprocess, as compose and Kubernetes run it:
+// mutual TLS 1.3 with the run's certificates, --client-cert-auth and auth
+// on, users provisioned from the certificates' names. The coordinator forms
+// a generation and publishes the worker's checkpoint; the worker's
+// certificate registers but cannot write the generation.
 func TestStockEtcdServer(t *testing.T) {
 	if _, err := os.Stat(stockEtcd); err != nil {
 		missingTool(t, "the stock etcd server: "+err.Error(), "make etcd-binary")
 	}
-	client := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+	const run = "stock"
+	certs := t.TempDir()
+	ca, err := pki.NewAuthority(run, time.Now(), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := pki.Identity{Run: run, Role: pki.RoleEtcdServer, ID: "stock"}
+	files := ca.CAFiles(certs)
+	for _, x := range []struct {
+		ids []pki.Identity
+		opt pki.IssueOptions
+	}{
+		{[]pki.Identity{server}, pki.IssueOptions{IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}},
+		{[]pki.Identity{pki.Coordinator(run, "c1"), pki.Worker(run, "w1")}, pki.IssueOptions{}},
+	} {
+		leaves, err := ca.LeafFiles(certs, x.ids, x.opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, leaves...)
+	}
+	if err := pki.WriteFiles(files, false); err != nil {
+		t.Fatal(err)
+	}
+	sf := pki.DirFiles(pki.LeafDir(certs, server))
+
+	client := fmt.Sprintf("https://127.0.0.1:%d", freePort(t))
 	peer := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, stockEtcd,
 		"--name", "stock", "--data-dir", t.TempDir(),
 		"--listen-client-urls", client, "--advertise-client-urls", client,
 		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "stock="+peer, "--heartbeat-interval", "10", "--election-timeout", "100")
+		"--initial-cluster", "stock="+peer, "--heartbeat-interval", "10", "--election-timeout", "100",
+		"--cert-file", sf.Cert, "--key-file", sf.Key, "--trusted-ca-file", sf.CA, "--client-cert-auth", "--tls-min-version", "TLS1.3")
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.WaitDelay = 5 * time.Second
@@ -57,25 +93,63 @@ func TestStockEtcdServer(t *testing.T) {
 		}
 	})
 
-	endpoints := []string{client[len("http://"):]}
-	cl := cluster.NewClient(newEtcdClient(t, endpoints), "stock", nil)
+	endpoints := []string{client}
+	as := func(id pki.Identity) *cluster.Client {
+		src, err := pki.NewSource(pki.DirFiles(pki.LeafDir(certs, id)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := cluster.SecureEtcd(cluster.EtcdClientConfig(endpoints, nil), src, "--tls-dir")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cli, err := clientv3.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cli.Close() })
+		return cluster.NewClient(cli, run, nil)
+	}
+	admin := as(pki.Coordinator(run, "c1"))
 	waitFor(t, 20*time.Second, "stock etcd serves", func() bool {
 		rctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()
-		_, _, err := cl.Generation(rctx)
+		_, _, err := admin.Generation(rctx)
 		return err == nil
 	})
-	gens := watchGens(t, cl)
-	c, _ := runCoordinator(t, TestConfig(endpoints, "stock", "c1"))
+	pctx, pcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer pcancel()
+	for _, err := range []error{
+		cluster.EnsureCoordinatorUser(pctx, admin.Etcd(), "c1"),
+		cluster.EnsureWorkerUser(pctx, admin.Etcd(), run, "w1"),
+		cluster.EnableAuth(pctx, admin.Etcd()),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	w1 := as(pki.Worker(run, "w1"))
+	gens := watchGens(t, w1)
+	cfg := TestConfig(endpoints, run, "c1")
+	cfg.TLS = pki.DirFiles(pki.LeafDir(certs, pki.Coordinator(run, "c1")))
+	c, _ := runCoordinator(t, cfg)
 	waitFor(t, 10*time.Second, "c1 leads", c.IsLeader)
-	register(t, cl, "w1", 5*time.Second)
+	register(t, w1, "w1", 5*time.Second)
 	g := gens.until(10*time.Second, "w1")
-	if g.Leader != "c1" || g.Members[0].Addr != "127.0.0.1:w1" {
+	if g.Leader != "c1" || g.Members[0].ID != "w1" {
 		t.Fatalf("generation %s by %q, members %+v", g, g.Leader, g.Members)
 	}
-	if won, err := cl.PublishCheckpoint(context.Background(), cluster.CheckpointRef{Step: 10}); !won || err != nil {
-		t.Fatalf("checkpoint CAS on stock etcd: %v %v", won, err)
+	if _, err := w1.Etcd().Put(pctx, w1.Key(cluster.KeyGeneration), cluster.Marshal(cluster.Generation{Gen: 99})); !errors.Is(err, rpctypes.ErrPermissionDenied) {
+		t.Fatalf("the worker's certificate wrote the generation on stock etcd: %v", err)
 	}
+	if err := w1.ReportCheckpoint(pctx, "w1", cluster.CheckpointRef{Step: 10, Dir: "step-00000010"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the coordinator publishes w1's checkpoint", func() bool {
+		ref, ok, _ := w1.LatestCheckpoint(pctx)
+		return ok && ref.Step == 10
+	})
 }
 
 // syncBuffer is a bytes.Buffer safe for a subprocess's two pipes.
