@@ -1,7 +1,6 @@
 package coordinator
 
 import (
-	"net"
 	"os"
 	"strings"
 	"time"
@@ -151,12 +150,18 @@ func (c Config) Validate() error {
 	if c.ID == "" || strings.ContainsAny(c.ID, "/ \t\n") {
 		return usage.Errorf("--id %q must be a non-empty name without slashes or spaces", c.ID)
 	}
-	if _, _, err := net.SplitHostPort(c.GossipBind); err != nil {
-		return usage.Errorf("--gossip-listen %q: %v; use HOST:PORT, e.g. :7946", c.GossipBind, err)
-	}
-	if c.GossipAdvertise != "" {
-		if _, _, err := net.SplitHostPort(c.GossipAdvertise); err != nil {
-			return usage.Errorf("--gossip-advertise %q: %v; use HOST:PORT", c.GossipAdvertise, err)
+	for _, a := range []struct {
+		flag, value, example string
+		optional             bool
+	}{
+		{"--listen", c.ListenGRPC, ":7000", true},
+		{"--advertise", c.Advertise, "10.0.0.2:7000", true},
+		{"--gossip-listen", c.GossipBind, ":7946", false},
+		{"--gossip-advertise", c.GossipAdvertise, "10.0.0.2:7946", true},
+		{"--http-addr", c.HTTPAddr, "127.0.0.1:8080", true},
+	} {
+		if err := usage.HostPort(a.flag, a.value, a.optional, a.example); err != nil {
+			return err
 		}
 	}
 	if c.Tick <= 0 {

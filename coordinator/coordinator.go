@@ -142,6 +142,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		return fmt.Errorf("coordinator: etcd %v: %w", c.cfg.Etcd, err)
 	}
 	defer cli.Close()
+	defer cluster.WatchReachability(ctx, cli, c.cfg.Etcd, cluster.ReachPeriod, c.log)()
 	client := cluster.NewClient(cli, c.cfg.Run, c.base)
 
 	spec, err := c.putSpec(ctx, client)

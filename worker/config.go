@@ -104,6 +104,20 @@ func (c Config) Validate() error {
 	case c.Threads < 0:
 		return usage.Errorf("--threads %d must not be negative", c.Threads)
 	}
+	for _, a := range []struct {
+		flag, value, example string
+		optional             bool
+	}{
+		{"--listen", c.Listen, ":7070", false},
+		{"--advertise", c.Advertise, "10.0.0.5:7070", true},
+		{"--gossip-listen", c.GossipListen, ":7946", false},
+		{"--gossip-advertise", c.GossipAdvertise, "10.0.0.5:7946", true},
+		{"--http-addr", c.HTTPAddr, "127.0.0.1:9090", true},
+	} {
+		if err := usage.HostPort(a.flag, a.value, a.optional, a.example); err != nil {
+			return err
+		}
+	}
 	if c.GossipKeyFile == "" {
 		return cluster.CheckGossipKey(c.GossipKey, c.Insecure)
 	}

@@ -45,3 +45,39 @@ func TestConfigGossipKey(t *testing.T) {
 		t.Fatalf("New with a key file: %v (key %d bytes)", err, len(w.cfg.GossipKey))
 	}
 }
+
+// Every address flag is checked before anything starts: a bad one is one
+// usage error naming the flag, the value and an example.
+func TestConfigAddresses(t *testing.T) {
+	for _, tc := range []struct {
+		set  func(*Config)
+		want []string
+	}{
+		{func(c *Config) { c.GossipListen = "127.0.0.1:99999" }, []string{"--gossip-listen", "99999", "65535", ":7946"}},
+		{func(c *Config) { c.GossipListen = "abc" }, []string{"--gossip-listen", `"abc"`, "host:port"}},
+		{func(c *Config) { c.Listen = ":http-ish" }, []string{"--listen", "http-ish"}},
+		{func(c *Config) { c.Listen = "" }, []string{"--listen", "empty"}},
+		{func(c *Config) { c.Advertise = "10.0.0.5" }, []string{"--advertise", "10.0.0.5"}},
+		{func(c *Config) { c.GossipAdvertise = "a b:7946" }, []string{"--gossip-advertise", "a b"}},
+		{func(c *Config) { c.HTTPAddr = "127.0.0.1:-1" }, []string{"--http-addr", "-1"}},
+	} {
+		c := DefaultConfig()
+		c.Etcd, c.Insecure = []string{"127.0.0.1:2379"}, true
+		tc.set(&c)
+		err := c.Validate()
+		if !usage.Is(err) {
+			t.Errorf("%v: %v, want a usage error", tc.want, err)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%q does not name %q", err, w)
+			}
+		}
+	}
+	c := DefaultConfig()
+	c.Etcd, c.Insecure, c.HTTPAddr, c.Advertise = []string{"127.0.0.1:2379"}, true, "", "[::1]:7070"
+	if err := c.Validate(); err != nil {
+		t.Errorf("valid addresses refused: %v", err)
+	}
+}

@@ -204,6 +204,7 @@ func (w *Worker) Run(stop context.Context) error {
 		return fmt.Errorf("worker: etcd %v: %w", w.cfg.Etcd, err)
 	}
 	defer cli.Close()
+	defer cluster.WatchReachability(ctx, cli, w.cfg.Etcd, cluster.ReachPeriod, w.log)()
 	w.run = cluster.NewClient(cli, w.cfg.Run, w.log)
 
 	if _, finished, err := w.run.Done(ctx); err == nil && finished {

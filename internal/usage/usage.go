@@ -7,6 +7,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"strconv"
+	"strings"
 )
 
 // Error is bad input from the user. Its message names the field, the value
@@ -40,6 +43,32 @@ func ParseFlags(fs *flag.FlagSet, args []string) error {
 	}
 	if fs.NArg() > 0 {
 		return Errorf("unexpected argument %q; every option is a --flag", fs.Arg(0))
+	}
+	return nil
+}
+
+// HostPort checks value, given with flag, as a host:port to listen on or to
+// dial: a port number from 0 to 65535 (0: any free port, for a listener)
+// and a host that is empty (every interface), an IP address or a name. An
+// empty value passes when optional. The error names the flag, the value and
+// an example.
+func HostPort(flag, value string, optional bool, example string) error {
+	if value == "" {
+		if optional {
+			return nil
+		}
+		return Errorf("%s is empty; give a host:port, e.g. %s %s", flag, flag, example)
+	}
+	host, port, err := net.SplitHostPort(value)
+	if err != nil {
+		return Errorf("%s %q is not a host:port (%v); e.g. %s %s", flag, value, err, flag, example)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return Errorf("%s %q: the port %q is not a number from 0 to 65535; e.g. %s %s", flag, value, port, flag, example)
+	}
+	if strings.ContainsAny(host, " \t/\\@?#") {
+		return Errorf("%s %q: %q is not a host name or IP address; e.g. %s %s", flag, value, host, flag, example)
 	}
 	return nil
 }
