@@ -325,6 +325,25 @@ func (c Local) Validate() error {
 	return nil
 }
 
+// CheckCheckpointDir makes sure the checkpoint root exists and takes new
+// files, before any training: a root that cannot be written is one usage
+// error at start, not a failure at the first checkpoint. No root: nothing
+// to check.
+func (c Local) CheckCheckpointDir() error {
+	if c.CheckpointDir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(c.CheckpointDir, 0o755); err != nil {
+		return usage.Errorf("--checkpoint-dir %q cannot be created: %v; give a directory this user can write", c.CheckpointDir, err)
+	}
+	f, err := os.CreateTemp(c.CheckpointDir, ".write-check-*")
+	if err != nil {
+		return usage.Errorf("--checkpoint-dir %q is not writable: %v; give a directory this user can write", c.CheckpointDir, err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
+}
+
 // RegisterFlags binds every field of c to a flag of fs; the current values of
 // c are the flags' defaults.
 func RegisterFlags(fs *flag.FlagSet, c *Config) {

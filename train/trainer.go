@@ -3,6 +3,7 @@ package train
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"path/filepath"
@@ -52,6 +53,9 @@ func Run(ctx context.Context, cfg Config, opts Options) (Summary, error) {
 		log = zap.NewNop()
 	}
 	if err := cfg.Validate(); err != nil {
+		return Summary{}, err
+	}
+	if err := cfg.CheckCheckpointDir(); err != nil {
 		return Summary{}, err
 	}
 	nn.SetThreads(cfg.Threads)
@@ -107,9 +111,19 @@ func Run(ctx context.Context, cfg Config, opts Options) (Summary, error) {
 		}
 		bar.Update(r.Step, recent.mean())
 		if cfg.CheckpointDir != "" && r.Checkpoint {
-			if lastDir, err = st.Save(cfg.CheckpointDir, hist); err != nil {
-				return Summary{}, err
+			// A checkpoint that cannot be written (a full disk) leaves the
+			// previous one in place and training goes on; only the final
+			// one's failure ends the run with an error.
+			dir, err := st.Save(cfg.CheckpointDir, hist)
+			if err != nil {
+				if r.Done {
+					return Summary{}, fmt.Errorf("the final checkpoint (step %d) could not be written: %w; the newest one on disk is %q", r.Step, err, lastDir)
+				}
+				log.Warn("checkpoint failed; training goes on and the previous checkpoint stays", zap.Int64("step", r.Step),
+					zap.String("previous", lastDir), zap.Error(err))
+				continue
 			}
+			lastDir = dir
 			log.Debug("checkpoint", zap.String("dir", lastDir), zap.Int64("step", r.Step))
 		}
 	}

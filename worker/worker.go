@@ -284,6 +284,9 @@ func (w *Worker) prepare(ctx context.Context) error {
 	if err := cfg.Local.Validate(); err != nil {
 		return err
 	}
+	if err := cfg.CheckCheckpointDir(); err != nil {
+		return err
+	}
 	var err error
 	if w.train, w.test, err = train.LoadData(cfg.Data); err != nil {
 		return err
