@@ -35,7 +35,7 @@ Layout of --out DIR:
                                  spiffe://ringtrain/<run>/<role>/<id>, CN <role>:<id>
   DIR/<role>/<id>/key.pem        its key (0600)
   DIR/<role>/<id>/ca.pem         a copy of DIR/ca.pem
-where <role> is worker, coordinator or client. Give each process its own
+where <role> is worker, coordinator, client, etcd-server or etcd-peer. Give each process its own
 directory, and only that one: ringtrain worker --id w1 --tls-dir DIR/worker/w1.
 
 Workers that come and go (compose --scale, a StatefulSet) enroll instead: the
@@ -63,6 +63,8 @@ type certsFlags struct {
 	workerIDs    listFlag
 	coordinators listFlag
 	clients      listFlag
+	etcdMembers  listFlag
+	etcdHosts    listFlag
 	leafTTL      time.Duration
 	force        bool
 	enrollToken  bool
@@ -93,6 +95,9 @@ func (c *certsFlags) register(fs *flag.FlagSet) {
 	fs.Var(&c.workerIDs, "worker-ids", "issue worker certificates for these worker IDs, comma-separated (each worker's --id)")
 	fs.Var(&c.coordinators, "coordinators", "issue coordinator certificates for these IDs, comma-separated (each coordinator's --id)")
 	fs.Var(&c.clients, "clients", "issue client certificates for these names, comma-separated (tools, operators)")
+	fs.Var(&c.etcdMembers, "etcd-members", "issue etcd-server and etcd-peer certificates for these etcd member names, comma-separated;\n"+
+		"each names its member and --etcd-hosts as host names or IPs, which etcd's clients and peers check")
+	fs.Var(&c.etcdHosts, "etcd-hosts", "extra host names and IPs of every etcd member's certificates, comma-separated (e.g. etcd,localhost,127.0.0.1)")
 	fs.DurationVar(&c.leafTTL, "leaf-ttl", pki.DefaultLeafTTL, "lifetime of the issued leaves")
 	fs.BoolVar(&c.force, "force", false, "overwrite existing leaf files (re-issue them)")
 	fs.BoolVar(&c.enrollToken, "enroll-token", false, "also write DIR/"+enrollTokenFile+", the bootstrap token workers enroll with (kept if present)")
@@ -151,13 +156,18 @@ func runCerts(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(ids) == 0 {
-		fmt.Fprintln(e.stderr, "ringtrain certs: no --workers, --worker-ids, --coordinators or --clients: writing the CA only")
+	if len(ids) == 0 && len(c.etcdMembers) == 0 {
+		fmt.Fprintln(e.stderr, "ringtrain certs: no --workers, --worker-ids, --coordinators, --clients or --etcd-members: writing the CA only")
 	}
 	files, reused, err := issueCertsRootKey(c.out, c.run, ids, pki.IssueOptions{TTL: c.leafTTL}, c.force, c.rootKeyDir)
 	if err != nil {
 		return err
 	}
+	etcdFiles, err := c.issueEtcd()
+	if err != nil {
+		return err
+	}
+	files = append(files, etcdFiles...)
 	if reused {
 		fmt.Fprintf(e.stderr, "ringtrain certs: reusing the CA in %s\n", c.out)
 	}
@@ -313,3 +323,34 @@ func localCerts(dir, run string, n int) error {
 
 // localLeafTTL outlasts any local run; the CA dies with its directory.
 const localLeafTTL = 30 * 24 * time.Hour
+
+// issueEtcd issues, with the CA now in c.out, an etcd-server and an
+// etcd-peer certificate per --etcd-members name, for that name and every
+// --etcd-hosts entry (etcd's clients and peers check host names).
+func (c *certsFlags) issueEtcd() ([]pki.File, error) {
+	var files []pki.File
+	for _, m := range c.etcdMembers {
+		opt := pki.IssueOptions{TTL: c.leafTTL}
+		for _, h := range append([]string{m}, c.etcdHosts...) {
+			if ip := net.ParseIP(h); ip != nil {
+				opt.IPs = append(opt.IPs, ip)
+			} else {
+				opt.DNSNames = append(opt.DNSNames, h)
+			}
+		}
+		var ids []pki.Identity
+		for _, role := range []pki.Role{pki.RoleEtcdServer, pki.RoleEtcdPeer} {
+			id := pki.Identity{Run: c.run, Role: role, ID: m}
+			if err := id.Validate(); err != nil {
+				return nil, usage.Errorf("--etcd-members: %q cannot name a certificate: use letters, digits, '-', '_' or '.'", m)
+			}
+			ids = append(ids, id)
+		}
+		more, _, err := issueCerts(c.out, c.run, ids, opt, c.force)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, more...)
+	}
+	return files, nil
+}

@@ -2,8 +2,10 @@ package main
 
 import (
 	"crypto/tls"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -123,5 +125,32 @@ func TestCertsForEnrollment(t *testing.T) {
 	token2, _ := os.ReadFile(filepath.Join(workers, "enroll.token"))
 	if string(cert) == string(cert2) || string(token) != string(token2) {
 		t.Error("a re-run should re-issue the leaves and keep the token")
+	}
+}
+
+// --etcd-members issues each member's etcd-server and etcd-peer leaves for
+// its name and --etcd-hosts, which etcd's clients and peers check.
+func TestCertsEtcdMembers(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "certs")
+	code, _, errs := runCLI("certs", "--out", dir, "--run", "r1", "--etcd-members", "etcd-0,etcd-1", "--etcd-hosts", "localhost,127.0.0.1")
+	if code != 0 {
+		t.Fatalf("certs: exit %d: %s", code, errs)
+	}
+	for _, m := range []string{"etcd-0", "etcd-1"} {
+		for _, role := range []pki.Role{pki.RoleEtcdServer, pki.RoleEtcdPeer} {
+			src, err := pki.NewSource(pki.DirFiles(filepath.Join(dir, string(role), m)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cert, err := tls.LoadX509KeyPair(src.Files().Cert, src.Files().Key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			leaf := cert.Leaf
+			if leaf.Subject.CommonName != string(role)+":"+m || !slices.Contains(leaf.DNSNames, m) || !slices.Contains(leaf.DNSNames, "localhost") ||
+				len(leaf.IPAddresses) != 1 || !leaf.IPAddresses[0].Equal(net.IPv4(127, 0, 0, 1)) {
+				t.Fatalf("%s/%s: CN %q, DNS %v, IPs %v", role, m, leaf.Subject.CommonName, leaf.DNSNames, leaf.IPAddresses)
+			}
+		}
 	}
 }
