@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -46,6 +47,24 @@ func LeaderLocator(c *cluster.Client) Locator {
 			}
 		}
 		return "", "", fmt.Errorf("%w: leader %s is not registered", ErrNoLeader, id)
+	}
+}
+
+// ListLocator tries the coordinators at addrs in turn, one a call: a
+// standby refuses (Unavailable) and the next try asks the next one. Any
+// coordinator of the run's CA is accepted as the server.
+func ListLocator(addrs []string) Locator {
+	var mu sync.Mutex
+	next := 0
+	return func(context.Context) (string, string, error) {
+		if len(addrs) == 0 {
+			return "", "", ErrNoLeader
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		a := addrs[next%len(addrs)]
+		next++
+		return a, "", nil
 	}
 }
 
@@ -175,8 +194,13 @@ func (c *Client) once(ctx context.Context, base *tls.Config, token string) error
 	if err != nil {
 		return err
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(
-		credentials.NewTLS(pki.ExpectServer(base, pki.Coordinator(c.cfg.Run, coord)))))
+	var tc *tls.Config
+	if coord != "" {
+		tc = pki.ExpectServer(base, pki.Coordinator(c.cfg.Run, coord))
+	} else {
+		tc = expectCoordinator(base, c.cfg.Run)
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
 	if err != nil {
 		return fmt.Errorf("enroll: coordinator %s at %s: %w", coord, addr, err)
 	}
@@ -201,6 +225,22 @@ func (c *Client) once(ctx context.Context, base *tls.Config, token string) error
 	}
 	return pki.WriteFiles([]pki.File{{Path: f.CA, Data: c.cfg.CA, Mode: 0o644},
 		{Path: f.Key, Data: key, Mode: 0o600}, {Path: f.Cert, Data: resp.GetCertificate(), Mode: 0o644}}, true)
+}
+
+// expectCoordinator requires the server to be some coordinator of run.
+func expectCoordinator(c *tls.Config, run string) *tls.Config {
+	c = c.Clone()
+	c.VerifyConnection = func(cs tls.ConnectionState) error {
+		id, err := pki.ConnIdentity(cs)
+		if err != nil {
+			return err
+		}
+		if id.Role != pki.RoleCoordinator || id.Run != run {
+			return fmt.Errorf("enroll: server is %s of run %q, want a coordinator of run %q", id, id.Run, run)
+		}
+		return nil
+	}
+	return c
 }
 
 // retryable reports a refusal that may pass by waiting.

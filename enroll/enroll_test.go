@@ -286,6 +286,23 @@ func TestEnrollLeaderAndServerIdentity(t *testing.T) {
 	}
 }
 
+// With a list of addresses, the worker asks each in turn until the leader
+// answers.
+func TestListLocator(t *testing.T) {
+	f := newFixture(t)
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.Addr().String()
+	dead.Close() // nothing listens there
+	c := f.client(t, "w1", token)
+	c.cfg.Locate = ListLocator([]string{deadAddr, f.addr})
+	if err := c.Enroll(ctxT(t, 20*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestRenewAt(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {

@@ -37,8 +37,22 @@ type Config struct {
 	// TLS are the worker's certificate (identity worker:<ID>), key and the
 	// run's CA (see `ringtrain certs`): the ring then speaks mutual TLS and
 	// accepts each rank's stream only from that rank's member. Required
-	// unless Insecure.
+	// unless Insecure or the worker enrolls (TLS.CA and an enroll token,
+	// without Cert and Key).
 	TLS pki.Files
+	// EnrollTokenFile holds the run's bootstrap token: with TLS.CA and no
+	// certificate, the worker enrolls with the leading coordinator at start
+	// for a short-lived certificate, which it renews at half-life.
+	EnrollTokenFile string
+	// EnrollToken is the token itself; it wins over EnrollTokenFile (tests).
+	EnrollToken string
+	// EnrollAddrs are the coordinators' gRPC addresses to enroll at, asked
+	// in turn until the leader answers; empty: the leader's registered
+	// address from etcd (an etcd readable without a certificate).
+	EnrollAddrs []string
+	// HealthAddr serves the ring's gRPC health service in plaintext, and
+	// nothing else, for probes without a certificate. Empty: none.
+	HealthAddr string
 	// HTTPAddr serves /metrics and /healthz, read-only (GET and HEAD);
 	// empty disables it. The default is on loopback; a container passes
 	// its own (e.g. :9090).
@@ -117,6 +131,12 @@ func (c Config) Validate() error {
 		if err := usage.HostPort(a.flag, a.value, a.optional, a.example); err != nil {
 			return err
 		}
+	}
+	if (c.EnrollTokenFile != "" || c.EnrollToken != "") && !c.enrolls() {
+		if c.TLS.CA == "" {
+			return usage.Errorf("--enroll-token-file needs --tls-ca, the run's ca.pem, to check the coordinator it enrolls with")
+		}
+		return usage.Errorf("--enroll-token-file and a certificate (--tls-dir, --tls-cert, --tls-key) exclude each other: enroll, or bring the certificate")
 	}
 	if c.GossipKeyFile == "" {
 		return cluster.CheckGossipKey(c.GossipKey, c.Insecure)

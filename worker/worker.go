@@ -78,6 +78,9 @@ type Worker struct {
 	ckpt    *checkpointer
 	prog    *publisher
 	metrics *Metrics
+
+	// healthAddr is the bound HealthAddr (tests).
+	healthAddr string
 }
 
 // New checks cfg and builds a worker; Run starts it.
@@ -112,12 +115,15 @@ func New(cfg Config) (*Worker, error) {
 // loadTLS loads the worker's certificate, which must be worker cfg.ID's;
 // nil when Insecure and no certificate is given.
 func loadTLS(cfg Config) (*pki.Source, error) {
+	if cfg.enrolls() {
+		return nil, nil // Run enrolls (enroll.go)
+	}
 	if cfg.TLS == (pki.Files{}) {
 		if cfg.Insecure {
 			return nil, nil
 		}
 		return nil, usage.Errorf("--tls-dir is not set: the ring accepts only members with the run's certificates; " +
-			"create them with `ringtrain certs --out DIR --worker-ids ID` and pass --tls-dir DIR/worker/ID, or pass --insecure on a trusted network")
+			"create them with `ringtrain certs --out DIR --worker-ids ID` and pass --tls-dir DIR/worker/ID, or enroll with --tls-ca DIR/ca.pem --enroll-token-file FILE, or pass --insecure on a trusted network")
 	}
 	for _, f := range [][2]string{{"--tls-cert", cfg.TLS.Cert}, {"--tls-key", cfg.TLS.Key}, {"--tls-ca", cfg.TLS.CA}} {
 		if f[1] == "" {
@@ -170,6 +176,13 @@ func (w *Worker) Run(stop context.Context) error {
 		}
 	}()
 
+	if w.cfg.enrolls() {
+		stopRenewing, err := w.enroll(stop)
+		if err != nil {
+			return err
+		}
+		defer stopRenewing()
+	}
 	lis, err := net.Listen("tcp", w.cfg.Listen)
 	if err != nil {
 		return usage.Errorf("--listen %q: %v", w.cfg.Listen, err)
@@ -188,6 +201,11 @@ func (w *Worker) Run(stop context.Context) error {
 		return err
 	}
 	defer w.tr.Close()
+	stopHealth, err := w.serveHealth()
+	if err != nil {
+		return err
+	}
+	defer stopHealth()
 
 	// The worker's certificate is also its etcd identity (user worker:<ID>),
 	// which may write only this worker's keys.

@@ -44,7 +44,7 @@ func registerWorkerFlags(fs *flag.FlagSet, c *worker.Config) {
 	fs.Var((*etcdFlag)(&c.Etcd), "etcd", "etcd endpoints, comma-separated (e.g. http://127.0.0.1:2379)")
 	fs.StringVar(&c.Run, "run", c.Run, "run name (etcd prefix)")
 	fs.StringVar(&c.ID, "id", c.ID, "stable worker name (default: hostname)")
-	fs.StringVar(&c.Listen, "listen", c.Listen, "gRPC listen address (collectives, health)")
+	fs.StringVar(&c.Listen, "listen", c.Listen, "gRPC listen address of the ring (mutual TLS unless --insecure; probes: --health-addr)")
 	fs.StringVar(&c.Advertise, "advertise", c.Advertise, "address peers dial, HOST:PORT (default: from --listen, or hostname:port)")
 	fs.StringVar(&c.GossipListen, "gossip-listen", c.GossipListen, "memberlist listen address")
 	fs.StringVar(&c.GossipAdvertise, "gossip-advertise", c.GossipAdvertise, "memberlist address peers dial (default: the --advertise host)")
@@ -61,6 +61,11 @@ func registerWorkerFlags(fs *flag.FlagSet, c *worker.Config) {
 	fs.StringVar(&c.GossipKeyFile, "gossip-key-file", c.GossipKeyFile, gossipKeyUsage)
 	fs.BoolVar(&c.Insecure, "insecure", c.Insecure, insecureUsage)
 	registerTLSFlags(fs, &c.TLS, pki.RoleWorker)
+	fs.StringVar(&c.EnrollTokenFile, "enroll-token-file", c.EnrollTokenFile, "enroll at start for a short-lived certificate, renewed at half-life, with the run's bootstrap token in this file\n"+
+		"(and --tls-ca, no certificate; `ringtrain certs --enroll-token` writes it)")
+	fs.Var((*etcdFlag)(&c.EnrollAddrs), "enroll-addr", "coordinators' gRPC addresses to enroll at, comma-separated, asked in turn until the leader answers\n"+
+		"(default: the leader's address from etcd, which needs an etcd readable without a certificate)")
+	fs.StringVar(&c.HealthAddr, "health-addr", c.HealthAddr, "plaintext gRPC health service for probes without a certificate, and nothing else (empty: off; in a container e.g. :7071)")
 }
 
 func runWorker(ctx context.Context, e *env, args []string) error {
