@@ -37,7 +37,8 @@ type Config struct {
 	HealthAddr string
 	// TLS are this coordinator's certificate (identity coordinator:<ID>),
 	// key and the run's CA (see `ringtrain certs`). Required with
-	// ListenGRPC unless Insecure.
+	// ListenGRPC unless Insecure or CADir (the coordinator then issues its
+	// own from the intermediate, lifetime EnrollTTL, renewed at half-life).
 	TLS pki.Files
 	// CADir holds the run's intermediate CA, which signs enrolled workers'
 	// certificates: pki.RootFile, pki.IntermediateFile and
@@ -184,12 +185,12 @@ func (c Config) Validate() error {
 			return err
 		}
 	}
-	if c.ListenGRPC != "" && c.TLS == (pki.Files{}) && !c.Insecure {
+	if c.ListenGRPC != "" && c.TLS == (pki.Files{}) && c.CADir == "" && !c.Insecure {
 		return usage.Errorf("--tls-dir is not set: the gRPC server (--listen %s) serves only over TLS; create the files with "+
 			"`ringtrain certs --out DIR --coordinators %s` and pass --tls-dir DIR/coordinator/%s, or pass --insecure on a trusted network", c.ListenGRPC, c.ID, c.ID)
 	}
-	if c.CADir != "" && (c.ListenGRPC == "" || c.TLS == (pki.Files{})) {
-		return usage.Errorf("--ca-dir %s: workers enroll over TLS on --listen; give --listen and --tls-dir too", c.CADir)
+	if c.CADir != "" && c.ListenGRPC == "" {
+		return usage.Errorf("--ca-dir %s: workers enroll over TLS on --listen; give --listen too", c.CADir)
 	}
 	if (c.EnrollTokenFile != "" || c.EnrollToken != "") && c.CADir == "" {
 		return usage.Errorf("--enroll-token-file needs --ca-dir, the intermediate CA that signs the enrolled workers' certificates")

@@ -58,10 +58,24 @@ func tlsConfig(t *testing.T, etcd []string, run, id string) (Config, []byte) {
 // only Enroll to a caller without a certificate; the plaintext health port
 // answers probes.
 func TestEnrollWithLeader(t *testing.T) {
-	const run = "enroll"
+	for _, self := range []bool{false, true} {
+		name := map[bool]string{false: "given", true: "self-issued"}[self]
+		t.Run(name, func(t *testing.T) { testEnrollWithLeader(t, "enroll-"+name, self) })
+	}
+}
+
+// testEnrollWithLeader runs TestEnrollWithLeader with the coordinator's
+// certificate from --tls-dir, or (self) issued by itself from --ca-dir.
+func testEnrollWithLeader(t *testing.T, run string, self bool) {
 	e, cl, _ := startRun(t, run)
 	cfg, ca := tlsConfig(t, e.Endpoints(), run, "c1")
+	if self {
+		cfg.TLS = pki.Files{}
+	}
 	c, _ := runCoordinator(t, cfg)
+	if got := c.sec.tls.Identity(); got != pki.Coordinator(run, "c1") {
+		t.Fatalf("the coordinator's identity is %+v", got)
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for !c.IsLeader() && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
@@ -143,9 +157,14 @@ func TestConfigTLSRequired(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("with --insecure: %v", err)
 	}
-	cfg.CADir = "/x"
-	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--tls-dir") {
+	cfg.Insecure = false
+	cfg.CADir = "/x" // the coordinator issues its own certificate
+	if err := cfg.Validate(); err != nil {
 		t.Fatalf("--ca-dir without --tls-dir: %v", err)
+	}
+	cfg.ListenGRPC = ""
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "give --listen") {
+		t.Fatalf("--ca-dir without --listen: %v", err)
 	}
 	// A certificate of another identity is refused, naming both.
 	cfg, _ = tlsConfig(t, []string{"127.0.0.1:1"}, "r", "c1")

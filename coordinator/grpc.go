@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -29,6 +30,9 @@ type secrets struct {
 	tls    *pki.Source    // nil: the gRPC server in plaintext (Insecure)
 	issuer *pki.Authority // nil: no enrollment
 	token  string         // the bootstrap token of first enrollments
+	// selfDir holds a certificate this coordinator issued itself from
+	// issuer (no TLS files given); "" when it was given one.
+	selfDir string
 }
 
 // loadSecrets loads the coordinator's certificate (which must be
@@ -61,6 +65,11 @@ func loadSecrets(cfg Config) (secrets, error) {
 			return s, usage.Errorf("--ca-dir %s is the CA of run %q, not of --run %q", cfg.CADir, a.Run, cfg.Run)
 		}
 		s.issuer = a
+		if s.tls == nil {
+			if err := s.issueSelf(cfg); err != nil {
+				return s, err
+			}
+		}
 	}
 	s.token = cfg.EnrollToken
 	if s.token == "" && cfg.EnrollTokenFile != "" {
@@ -71,6 +80,62 @@ func loadSecrets(cfg Config) (secrets, error) {
 		s.token = tok
 	}
 	return s, nil
+}
+
+// issueSelf issues this coordinator's certificate from the intermediate it
+// holds anyway (which could issue any identity), into a private temporary
+// directory: so coordinators of a Deployment, whose IDs are pod names
+// known only at start, need no certificate of their own.
+func (s *secrets) issueSelf(cfg Config) error {
+	dir, err := os.MkdirTemp("", "ringtrain-coordinator-tls-")
+	if err != nil {
+		return fmt.Errorf("coordinator: %w", err)
+	}
+	if err := writeSelf(s.issuer, dir, cfg); err != nil {
+		os.RemoveAll(dir)
+		return err
+	}
+	src, err := pki.NewSource(pki.DirFiles(dir))
+	if err != nil {
+		os.RemoveAll(dir)
+		return err
+	}
+	s.tls, s.selfDir = src, dir
+	return nil
+}
+
+func writeSelf(a *pki.Authority, dir string, cfg Config) error {
+	kp, err := a.Issue(pki.Coordinator(cfg.Run, cfg.ID), pki.IssueOptions{TTL: cfg.EnrollTTL})
+	if err != nil {
+		return fmt.Errorf("coordinator: issue its own certificate: %w", err)
+	}
+	f := pki.DirFiles(dir)
+	return pki.WriteFiles([]pki.File{{Path: f.CA, Data: a.RootPEM(), Mode: 0o644},
+		{Path: f.Key, Data: kp.Key, Mode: 0o600}, {Path: f.Cert, Data: kp.Cert, Mode: 0o644}}, true)
+}
+
+// keepSelfIssued re-issues a self-issued certificate at half-life until
+// ctx ends, then removes it.
+func (c *Coordinator) keepSelfIssued(ctx context.Context) {
+	defer os.RemoveAll(c.sec.selfDir)
+	for {
+		wait := time.Minute
+		if b, err := os.ReadFile(pki.DirFiles(c.sec.selfDir).Cert); err == nil {
+			if l, err := pki.ParseLeaf(b); err == nil {
+				wait = time.Until(enroll.RenewAt(l.NotBefore, l.NotAfter))
+			}
+		}
+		t := time.NewTimer(max(wait, time.Second))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if err := writeSelf(c.sec.issuer, c.sec.selfDir, c.cfg); err != nil {
+			c.log.Warn("re-issuing its own certificate failed; retrying", zap.Error(err))
+		}
+	}
 }
 
 // serveGRPC starts the gRPC server on ListenGRPC — TLS with this
@@ -84,6 +149,12 @@ func (c *Coordinator) serveGRPC(hs *health.Server, client *cluster.Client) (stop
 		for i := len(stops) - 1; i >= 0; i-- {
 			stops[i]()
 		}
+	}
+	if c.sec.selfDir != "" {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); c.keepSelfIssued(ctx) }()
+		stops = append(stops, func() { cancel(); <-done })
 	}
 	start := func(flag, addr string, srv *grpc.Server) (net.Addr, error) {
 		lis, err := net.Listen("tcp", addr)
