@@ -29,8 +29,8 @@ func runCoordinator(ctx context.Context, e *env, args []string) error {
 		fs.StringVar(&cfg.HealthAddr, "health-addr", cfg.HealthAddr, "plaintext gRPC health service for probes without a certificate, and nothing else (empty: off; in a container e.g. :7001)")
 		registerTLSFlags(fs, &cfg.TLS, pki.RoleCoordinator)
 		fs.StringVar(&cfg.CADir, "ca-dir", cfg.CADir, "enroll workers while leading, signing with the run's intermediate CA in this directory: ca.pem, ca/intermediate.pem,\n"+
-			"ca/intermediate-key.pem as "ringtrain certs --out DIR" writes them (the root's key is never needed: keep it elsewhere)")
-		fs.StringVar(&cfg.EnrollTokenFile, "enroll-token-file", cfg.EnrollTokenFile, "file with the run's bootstrap token, which a worker's first enrollment carries ("ringtrain certs --enroll-token" writes one)")
+			"ca/intermediate-key.pem as 'ringtrain certs --out DIR' writes them (the root's key is never needed: keep it elsewhere)")
+		fs.StringVar(&cfg.EnrollTokenFile, "enroll-token-file", cfg.EnrollTokenFile, "file with the run's bootstrap token, which a worker's first enrollment carries ('ringtrain certs --enroll-token' writes one)")
 		fs.DurationVar(&cfg.EnrollTTL, "enroll-ttl", cfg.EnrollTTL, "lifetime of enrolled workers' certificates (they renew at half-life)")
 		fs.StringVar(&cfg.GossipBind, "gossip-listen", cfg.GossipBind, "memberlist listen address")
 		fs.StringVar(&cfg.GossipAdvertise, "gossip-advertise", cfg.GossipAdvertise, "memberlist address peers dial, HOST:PORT (default: the bound one)")

@@ -12,7 +12,7 @@ import (
 // --tls-cert, --tls-key or --tls-ca wins over it, in any order.
 func registerTLSFlags(fs *flag.FlagSet, f *pki.Files, role pki.Role) {
 	var set pki.Files // what was given explicitly
-	fs.Func("tls-dir", "directory of this "+string(role)+"'s certificate: cert.pem, key.pem, ca.pem, as "ringtrain certs --out DIR" writes\n"+
+	fs.Func("tls-dir", "directory of this "+string(role)+"'s certificate: cert.pem, key.pem, ca.pem, as 'ringtrain certs --out DIR' writes\n"+
 		"them in DIR/"+string(role)+"/<id>; required unless --insecure", func(dir string) error {
 		d := pki.DirFiles(dir)
 		for _, p := range []struct {

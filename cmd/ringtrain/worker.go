@@ -62,7 +62,7 @@ func registerWorkerFlags(fs *flag.FlagSet, c *worker.Config) {
 	fs.BoolVar(&c.Insecure, "insecure", c.Insecure, insecureUsage)
 	registerTLSFlags(fs, &c.TLS, pki.RoleWorker)
 	fs.StringVar(&c.EnrollTokenFile, "enroll-token-file", c.EnrollTokenFile, "enroll at start for a short-lived certificate, renewed at half-life, with the run's bootstrap token in this file\n"+
-		"(and --tls-ca, no certificate; "ringtrain certs --enroll-token" writes it)")
+		"(and --tls-ca, no certificate; 'ringtrain certs --enroll-token' writes it)")
 	fs.Var((*etcdFlag)(&c.EnrollAddrs), "enroll-addr", "coordinators' gRPC addresses to enroll at, comma-separated, asked in turn until the leader answers\n"+
 		"(default: the leader's address from etcd, which needs an etcd readable without a certificate)")
 	fs.StringVar(&c.HealthAddr, "health-addr", c.HealthAddr, "plaintext gRPC health service for probes without a certificate, and nothing else (empty: off; in a container e.g. :7071)")
