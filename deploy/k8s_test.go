@@ -18,15 +18,22 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes/scheme"
+	sigsyaml "sigs.k8s.io/yaml"
 )
 
 // The kustomize trees under test; each must render and pass every check.
-var kustomizeDirs = []string{"k8s/base", "k8s/overlays/example"}
+var kustomizeDirs = []string{"k8s/base", "k8s/overlays/example", "k8s/overlays/cert-manager"}
+
+// foreignGroups are API groups of CRDs the manifests may use, which the
+// client-go scheme does not know: their objects are decoded as
+// unstructured (still strictly as YAML) and checked by checkForeign.
+var foreignGroups = []string{"cert-manager.io/"}
 
 // The original image names in the base kustomization, by role.
 const (
@@ -60,6 +67,12 @@ func render(t *testing.T, dir string) []runtime.Object {
 	var objs []runtime.Object
 	for i, doc := range splitYAML(stdout.Bytes()) {
 		obj, gvk, err := decoder.Decode(doc, nil, nil)
+		if err != nil && runtime.IsNotRegisteredError(err) {
+			if u, ok := decodeForeign(t, doc); ok {
+				objs = append(objs, u)
+				continue
+			}
+		}
 		if err != nil {
 			t.Errorf("%s: object %d: %v\n%s", dir, i, err, doc)
 			continue
@@ -73,6 +86,21 @@ func render(t *testing.T, dir string) []runtime.Object {
 		t.Fatalf("%s rendered no objects", dir)
 	}
 	return objs
+}
+
+// decodeForeign decodes an object of a foreignGroups API group.
+func decodeForeign(t *testing.T, doc []byte) (*unstructured.Unstructured, bool) {
+	t.Helper()
+	u := &unstructured.Unstructured{}
+	if err := sigsyaml.UnmarshalStrict(doc, &u.Object); err != nil {
+		return nil, false
+	}
+	for _, g := range foreignGroups {
+		if strings.HasPrefix(u.GetAPIVersion(), g) {
+			return u, true
+		}
+	}
+	return nil, false
 }
 
 // splitYAML splits a multi-document YAML stream, dropping empty documents.
@@ -187,6 +215,7 @@ func (c *k8sChecker) checkAll() {
 	var services []*corev1.Service
 	var pdbs []*policyv1.PodDisruptionBudget
 	pvcs, configMaps, serviceAccounts := map[string]*corev1.PersistentVolumeClaim{}, map[string]bool{}, map[string]*corev1.ServiceAccount{}
+	var foreign []*unstructured.Unstructured
 	for _, o := range c.objs {
 		switch o := o.(type) {
 		case *appsv1.Deployment:
@@ -213,8 +242,11 @@ func (c *k8sChecker) checkAll() {
 			}
 		case *rbacv1.Role, *rbacv1.ClusterRole, *rbacv1.RoleBinding, *rbacv1.ClusterRoleBinding:
 			t.Errorf("%T: ringtrain needs no Kubernetes API access; bind no roles", o)
+		case *unstructured.Unstructured:
+			foreign = append(foreign, o)
 		}
 	}
+	defer c.checkForeign(foreign)
 	components := map[string]bool{}
 	for _, w := range c.workloads {
 		components[w.template.Labels["app.kubernetes.io/component"]] = true
@@ -404,6 +436,66 @@ func checkSecurity(t *testing.T, where string, pod *corev1.PodSecurityContext, s
 	if !dropsAll {
 		t.Errorf("%s: capabilities must drop ALL", where)
 	}
+}
+
+// checkForeign checks cert-manager objects: every Certificate names an
+// Issuer of the render, is a CA with the run's organizational unit (what
+// --ca-dir loads), and its Secret is what the coordinators mount — and
+// only they, never the workers, who must not hold a signing key.
+func (c *k8sChecker) checkForeign(objs []*unstructured.Unstructured) {
+	t := c.t
+	issuers := map[string]bool{}
+	for _, o := range objs {
+		switch o.GetKind() {
+		case "Issuer", "ClusterIssuer":
+			issuers[o.GetKind()+"/"+o.GetName()] = true
+		case "Certificate":
+		default:
+			t.Errorf("%s %s/%s: the checks here cover cert-manager Issuers and Certificates", o.GetAPIVersion(), o.GetKind(), o.GetName())
+		}
+	}
+	for _, o := range objs {
+		if o.GetKind() != "Certificate" {
+			continue
+		}
+		where := "Certificate/" + o.GetName()
+		kind, _, _ := unstructured.NestedString(o.Object, "spec", "issuerRef", "kind")
+		name, _, _ := unstructured.NestedString(o.Object, "spec", "issuerRef", "name")
+		if !issuers[kind+"/"+name] {
+			t.Errorf("%s: issuerRef %s/%s is not in the render", where, kind, name)
+		}
+		if isCA, _, _ := unstructured.NestedBool(o.Object, "spec", "isCA"); !isCA {
+			t.Errorf("%s: want isCA: the run's intermediate", where)
+		}
+		if ous, _, _ := unstructured.NestedStringSlice(o.Object, "spec", "subject", "organizationalUnits"); len(ous) != 1 {
+			t.Errorf("%s: subject.organizationalUnits must be the run's name alone, got %v", where, ous)
+		}
+		secret, _, _ := unstructured.NestedString(o.Object, "spec", "secretName")
+		for _, w := range c.workloads {
+			comp := w.template.Labels["app.kubernetes.io/component"]
+			if mounts := mountsSecret(w.template.Spec, secret); mounts != (comp == "coordinator") {
+				t.Errorf("%s: Secret %s mounted by %s: %v; want the coordinators only", where, secret, w, mounts)
+			}
+		}
+	}
+}
+
+// mountsSecret reports whether a pod mounts Secret name, directly or
+// projected.
+func mountsSecret(spec corev1.PodSpec, name string) bool {
+	for _, v := range spec.Volumes {
+		if v.Secret != nil && v.Secret.SecretName == name {
+			return true
+		}
+		if v.Projected != nil {
+			for _, src := range v.Projected.Sources {
+				if src.Secret != nil && src.Secret.Name == name {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // checkProbes requires that every probe's port is a declared container port.

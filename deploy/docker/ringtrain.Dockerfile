@@ -8,6 +8,10 @@
 #	root/tmp/              empty, mode 1777
 #	owned/checkpoints/     empty, becomes /checkpoints owned by 65532 so that a
 #	                       named volume mounted there starts out writable
+#	owned/certs/, owned/certs-workers/, owned/ca-root/
+#	                       empty, 0700: where docker-compose.yml's one-shot certs
+#	                       service writes the run's secrets (the coordinators',
+#	                       the workers', the root key) into named volumes
 #
 # COPY keeps the modes of what is inside the source folder, not of the folder
 # itself, and --chown also owns the folders it creates: hence root/ and owned/.
@@ -28,8 +32,10 @@ COPY root/ /
 COPY --chown=65532:65532 owned/ /
 
 USER 65532:65532
-# 7000 coordinator gRPC health, 7070 worker gRPC, 7946 gossip (TCP and UDP),
-# 8080 coordinator HTTP (dashboard, /metrics), 9090 worker HTTP (/metrics).
-EXPOSE 7000 7070 7946 7946/udp 8080 9090
+# 7000 coordinator gRPC (TLS: enrollment), 7001 its plaintext health,
+# 7070 worker gRPC (mutual TLS: the ring), 7071 its plaintext health,
+# 7946 gossip (TCP and UDP), 8080 coordinator HTTP (dashboard, /metrics),
+# 9090 worker HTTP (/metrics).
+EXPOSE 7000 7001 7070 7071 7946 7946/udp 8080 9090
 ENTRYPOINT ["/ringtrain"]
 CMD ["--help"]
