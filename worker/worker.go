@@ -191,7 +191,7 @@ func (w *Worker) Run(stop context.Context) error {
 	opts := []allreduce.GRPCOption{allreduce.WithAdvertiseAddr(w.addr), allreduce.WithGRPCLogger(w.log)}
 	if w.tls != nil {
 		opts = append(opts, allreduce.WithTLS(allreduce.TLS{Server: w.tls.ServerConfig(), Client: w.tls.ClientConfig(), Identify: identify}))
-		w.log.Info("ring over mutual TLS", zap.Stringer("identity", w.tls.Identity()), zap.String("cert", w.cfg.TLS.Cert))
+		w.log.Info("ring over mutual TLS", zap.Stringer("identity", w.tls.Identity()), zap.String("cert", w.tls.Files().Cert))
 	} else {
 		w.log.Warn("insecure: the ring runs in plaintext, unauthenticated; anyone who reaches --listen can take a rank (pass --tls-dir)",
 			zap.String("listen", w.cfg.Listen))
