@@ -35,6 +35,10 @@ type BenchConfig struct {
 	// (default 60s).
 	ConnectTimeout time.Duration
 	Logger         *zap.Logger
+	// TLS, if set, makes the ring speak mutual TLS as the product's does,
+	// with Identities (every rank's, in rank order) authorizing the ranks.
+	TLS        *TLS
+	Identities []string
 }
 
 // BenchResult is one size's measurement, with the JSON fields of the gloo
@@ -78,14 +82,18 @@ func BenchWorker(ctx context.Context, cfg BenchConfig) (_ []BenchResult, err err
 			return nil, fmt.Errorf("allreduce: bench: %w", err)
 		}
 	}
-	t, err := NewGRPCTransport(lis, WithAdvertiseAddr(cfg.Members[cfg.Rank]), WithGRPCLogger(cfg.Logger))
+	opts := []GRPCOption{WithAdvertiseAddr(cfg.Members[cfg.Rank]), WithGRPCLogger(cfg.Logger)}
+	if cfg.TLS != nil {
+		opts = append(opts, WithTLS(*cfg.TLS))
+	}
+	t, err := NewGRPCTransport(lis, opts...)
 	if err != nil {
 		lis.Close()
 		return nil, err
 	}
 	defer t.Close()
 	ring, err := NewRing(ctx, t, Config{
-		RunID: cfg.RunID, Generation: 1, Members: cfg.Members, Rank: cfg.Rank,
+		RunID: cfg.RunID, Generation: 1, Members: cfg.Members, Rank: cfg.Rank, Identities: cfg.Identities,
 		PeerTimeout: cfg.PeerTimeout, ConnectTimeout: cfg.ConnectTimeout, ChunkBytes: cfg.ChunkBytes, Logger: cfg.Logger,
 	})
 	if err != nil {
@@ -131,7 +139,11 @@ func BenchWorker(ctx context.Context, cfg BenchConfig) (_ []BenchResult, err err
 		if err := ring.AllReduce(ctx, verdict); err != nil {
 			return results, err
 		}
-		results = append(results, busResult("ringtrain-allreduce", n, mib, int64(elems*4), times, verdict[0] == float32(n)))
+		system := "ringtrain-allreduce"
+		if cfg.TLS != nil {
+			system += "-tls"
+		}
+		results = append(results, busResult(system, n, mib, int64(elems*4), times, verdict[0] == float32(n)))
 	}
 	// Leave together, so that nobody's Close fails a peer's last collective.
 	if err := ring.Barrier(ctx); err != nil && !errors.Is(err, context.Canceled) {

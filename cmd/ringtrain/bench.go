@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/ringtrain/ringtrain/allreduce"
 	"github.com/ringtrain/ringtrain/dataset"
+	"github.com/ringtrain/ringtrain/internal/pki"
 	"github.com/ringtrain/ringtrain/internal/usage"
 	"github.com/ringtrain/ringtrain/nn"
 	"github.com/ringtrain/ringtrain/train"
@@ -48,6 +50,9 @@ type benchJob struct {
 	BucketMiB   float64   `json:"bucket_mib,omitempty"`
 	SizesMiB    []float64 `json:"sizes_mib,omitempty"`
 	Iters       int       `json:"iters,omitempty"`
+	// TLSDir, when set, holds an ephemeral CA's certificate per rank
+	// (benchTLSDir): the ring then speaks mutual TLS as the product's.
+	TLSDir string `json:"tls_dir,omitempty"`
 }
 
 func runBench(ctx context.Context, e *env, args []string) error {
@@ -72,6 +77,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	}[kind])
 	job := benchJob{Kind: kind}
 	workers := fs.Int("workers", 2, "rank processes (train: 1 runs in this process)")
+	tlsOn := fs.Bool("tls", false, "the ranks speak mutual TLS, as the product's ring, with certificates from an ephemeral CA made for the run")
 	if kind == "train" {
 		fs.StringVar(&job.Layers, "layers", "784-512-512-10", "layer sizes")
 		fs.IntVar(&job.GlobalBatch, "global-batch", 256, "global minibatch, split across workers")
@@ -93,6 +99,9 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		if kind == "wire" && *workers < 2 {
 			return usage.Errorf("--workers %d: a ring needs at least 2; use --workers 2", *workers)
 		}
+		if kind == "wire" && *tlsOn {
+			return usage.Errorf("--tls: bench wire measures bare TCP; use bench allreduce --tls")
+		}
 		for _, s := range strings.Split(*sizes, ",") {
 			v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
 			if err != nil || v < 0 {
@@ -100,7 +109,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 			}
 			job.SizesMiB = append(job.SizesMiB, v)
 		}
-		return benchProcs(ctx, e, job, *workers)
+		return benchProcs(ctx, e, job, *workers, *tlsOn)
 	}
 	if err := usage.ParseFlags(fs, args[1:]); err != nil {
 		return err
@@ -131,14 +140,22 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		}
 		return json.NewEncoder(e.stdout).Encode(res)
 	}
-	return benchProcs(ctx, e, job, *workers)
+	return benchProcs(ctx, e, job, *workers, *tlsOn)
 }
 
 // benchProcs starts n rank processes, tells each the members, and copies
 // rank 0's result lines to stdout.
-func benchProcs(ctx context.Context, e *env, job benchJob, n int) error {
+func benchProcs(ctx context.Context, e *env, job benchJob, n int, tlsOn bool) error {
 	if n < 1 {
 		return usage.Errorf("--workers %d must be at least 1", n)
+	}
+	if tlsOn {
+		dir, err := benchTLSDir(n)
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		job.TLSDir = dir
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -204,6 +221,48 @@ func benchProcs(ctx context.Context, e *env, job benchJob, n int) error {
 	return errors.Join(errs...)
 }
 
+// benchRunName is the run of a benchmark's ephemeral CA.
+const benchRunName = "bench"
+
+// benchTLSDir makes an ephemeral CA and a certificate per rank, worker
+// rank-<i>, in a new private directory (`ringtrain certs`' layout).
+func benchTLSDir(n int) (string, error) {
+	dir, err := os.MkdirTemp("", "ringtrain-bench-tls-")
+	if err != nil {
+		return "", err
+	}
+	ids := make([]pki.Identity, n)
+	for i := range ids {
+		ids[i] = pki.Worker(benchRunName, "rank-"+strconv.Itoa(i))
+	}
+	if _, _, err := issueCerts(dir, benchRunName, ids, pki.IssueOptions{}, false); err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	return dir, nil
+}
+
+// benchRankTLS is a rank's mutual-TLS setup from the job's TLSDir and the
+// ranks' identities, as a worker's ring has them; nil without TLSDir.
+func benchRankTLS(job benchJob) (*allreduce.TLS, []string, error) {
+	if job.TLSDir == "" {
+		return nil, nil, nil
+	}
+	src, err := pki.NewSource(pki.DirFiles(pki.LeafDir(job.TLSDir, pki.Worker(benchRunName, "rank-"+strconv.Itoa(job.Rank)))))
+	if err != nil {
+		return nil, nil, err
+	}
+	ids := make([]string, len(job.Members))
+	for i := range ids {
+		ids[i] = pki.Worker(benchRunName, "rank-"+strconv.Itoa(i)).String()
+	}
+	identify := func(c *x509.Certificate) (string, error) {
+		id, err := pki.IdentityOf(c)
+		return id.String(), err
+	}
+	return &allreduce.TLS{Server: src.ServerConfig(), Client: src.ClientConfig(), Identify: identify}, ids, nil
+}
+
 // rankEnv is the environment of one of n rank processes on this machine.
 // With more ranks than cores, each Go runtime gets its share of the cores
 // (GOMAXPROCS, unless already set): idle Ps spinning for work in one rank
@@ -232,17 +291,30 @@ func runBenchRank(ctx context.Context, e *env, args []string) error {
 	if *kind == "wire" || *kind == "allreduce" {
 		return benchRing(ctx, e, lis, *kind)
 	}
-	tr, err := allreduce.NewGRPCTransport(lis)
+	// The address first: the job, which says whether to speak TLS, comes
+	// after every rank has listened.
+	fmt.Fprintln(e.stdout, lis.Addr().String())
+	var job benchJob
+	if err := json.NewDecoder(os.Stdin).Decode(&job); err != nil {
+		lis.Close()
+		return fmt.Errorf("bench-rank: read job: %w", err)
+	}
+	tlsCfg, ids, err := benchRankTLS(job)
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	var opts []allreduce.GRPCOption
+	if tlsCfg != nil {
+		opts = append(opts, allreduce.WithTLS(*tlsCfg))
+	}
+	tr, err := allreduce.NewGRPCTransport(lis, opts...)
 	if err != nil {
 		return err
 	}
 	defer tr.Close()
-	fmt.Fprintln(e.stdout, lis.Addr().String())
-	var job benchJob
-	if err := json.NewDecoder(os.Stdin).Decode(&job); err != nil {
-		return fmt.Errorf("bench-rank: read job: %w", err)
-	}
-	ring, err := allreduce.NewRing(ctx, tr, allreduce.Config{RunID: "bench", Generation: 1, Members: job.Members, Rank: job.Rank, PeerTimeout: 30 * time.Second})
+	ring, err := allreduce.NewRing(ctx, tr, allreduce.Config{RunID: "bench", Generation: 1, Members: job.Members, Rank: job.Rank,
+		Identities: ids, PeerTimeout: 30 * time.Second})
 	if err != nil {
 		return err
 	}
@@ -334,6 +406,9 @@ func benchTrain(ctx context.Context, job benchJob, ring *allreduce.Ring) (trainR
 	system := "ringtrain-single"
 	if world > 1 {
 		system = "ringtrain-ring-grpc"
+		if job.TLSDir != "" {
+			system += "-tls"
+		}
 	}
 	return trainResult{
 		System: system, Workers: world, ThreadsPerWorker: job.Threads, Layers: job.Layers,
@@ -364,8 +439,13 @@ func benchRing(ctx context.Context, e *env, lis net.Listener, kind string) error
 		res, err = allreduce.WireBench(ctx, allreduce.WireConfig{Listener: lis, Members: job.Members, Rank: job.Rank,
 			SizesMiB: job.SizesMiB, Warmup: warmup, Iters: job.Iters})
 	} else {
+		tlsCfg, ids, terr := benchRankTLS(job)
+		if terr != nil {
+			return terr
+		}
 		res, err = allreduce.BenchWorker(ctx, allreduce.BenchConfig{Listener: lis, Members: job.Members, Rank: job.Rank,
-			SizesMiB: job.SizesMiB, Warmup: warmup, Iters: job.Iters, PeerTimeout: 30 * time.Second})
+			SizesMiB: job.SizesMiB, Warmup: warmup, Iters: job.Iters, PeerTimeout: 30 * time.Second,
+			TLS: tlsCfg, Identities: ids})
 	}
 	if err != nil || job.Rank != 0 {
 		return err

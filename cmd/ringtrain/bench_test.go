@@ -43,3 +43,32 @@ func TestBenchAllReduceAndWirePrintOneLinePerSize(t *testing.T) {
 		}
 	}
 }
+
+// With --tls the ranks of both benchmarks run the product's mutual TLS,
+// certificates from an ephemeral CA, and say so; bench wire refuses it.
+func TestBenchTLS(t *testing.T) {
+	for _, args := range [][]string{
+		{"bench", "allreduce", "--tls", "--workers", "3", "--sizes-mib", "0.5", "--iters", "2", "--warmup", "1"},
+		{"bench", "train", "--tls", "--exact=false", "--workers", "2", "--layers", "784-16-10", "--global-batch", "32", "--steps", "2", "--warmup", "1"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		out, err := exec.CommandContext(ctx, ringtrainBin, args...).Output()
+		cancel()
+		if err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		var r struct {
+			System  string `json:"system"`
+			Correct *bool  `json:"correct"`
+		}
+		if err := json.Unmarshal([]byte(strings.TrimSpace(string(out))), &r); err != nil {
+			t.Fatalf("%v: %q: %v", args, out, err)
+		}
+		if !strings.HasSuffix(r.System, "-tls") || (r.Correct != nil && !*r.Correct) {
+			t.Errorf("%v: %s", args, out)
+		}
+	}
+	if code, _, errs := runCLI("bench", "wire", "--tls"); code != 2 || !strings.Contains(errs, "bench allreduce --tls") {
+		t.Errorf("bench wire --tls: exit %d, %q", code, errs)
+	}
+}
