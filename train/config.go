@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"github.com/ringtrain/ringtrain/internal/usage"
 	"io"
 	"os"
@@ -400,9 +401,37 @@ func LoadFile(path string, c *Config) error {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) { // EOF: an empty file
-		return usage.Errorf("--config %q: %v; keys are the flag names with _ for -, e.g. checkpoint_dir", path, err)
+		return usage.Errorf("--config %q: %s%s; keys are the flag names with _ for -, e.g. checkpoint_dir", path, keysAt(b, err), oneLine(err))
 	}
 	return nil
+}
+
+// keysAt names the top-level keys on the lines a YAML error points at
+// ("line N: ..."), so that a value of the wrong type is reported with its
+// key: "key lr: line 1: cannot unmarshal ...".
+func keysAt(b []byte, err error) string {
+	var doc yaml.Node
+	if yaml.Unmarshal(b, &doc) != nil || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return ""
+	}
+	var keys []string
+	m := doc.Content[0].Content
+	for i := 0; i+1 < len(m); i += 2 {
+		if strings.Contains(err.Error(), fmt.Sprintf("line %d:", m[i+1].Line)) {
+			keys = append(keys, m[i].Value)
+		}
+	}
+	if len(keys) == 0 {
+		return ""
+	}
+	return "key " + strings.Join(keys, ", ") + ": "
+}
+
+// oneLine is err's message on one line: a YAML decoder lists each bad key
+// on a line of its own.
+func oneLine(err error) string {
+	fields := strings.Fields(err.Error())
+	return strings.Join(fields, " ")
 }
 
 // ParseArgs builds a Config from defaults, then the file named by --config

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"path/filepath"
 	"time"
@@ -149,10 +150,17 @@ func Run(ctx context.Context, cfg Config, opts Options) (Summary, error) {
 // LoadData loads --data; a malformed value is a usage error.
 func LoadData(spec string) (trainSet, testSet *dataset.Set, err error) {
 	trainSet, testSet, err = dataset.Load(spec)
-	if errors.Is(err, dataset.ErrBadSpec) {
+	switch {
+	case err == nil:
+		return trainSet, testSet, nil
+	case errors.Is(err, dataset.ErrBadSpec):
 		return nil, nil, usage.New(err.Error())
+	case errors.Is(err, dataset.ErrNotFound), errors.Is(err, dataset.ErrCorrupt), errors.Is(err, dataset.ErrMismatch),
+		errors.Is(err, dataset.ErrBadCSV), errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrPermission):
+		// Bad input, not a fault: one line naming the flag and the file.
+		return nil, nil, usage.Errorf("--data %q: %v", spec, err)
 	}
-	return trainSet, testSet, err
+	return nil, nil, err
 }
 
 func round(v float64, digits int) float64 {

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"os"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -107,8 +108,8 @@ func (c Config) Validate() error {
 		return usage.Errorf("--etcd is required, e.g. --etcd http://127.0.0.1:2379")
 	case c.Run == "":
 		return usage.Errorf("--run is empty; give the run's name, e.g. --run default")
-	case c.ID == "":
-		return usage.Errorf("--id is empty; give the worker a stable name, e.g. --id worker-1")
+	case c.ID == "" || strings.ContainsAny(c.ID, "/ \t\n:"):
+		return usage.Errorf("--id %q must be a non-empty name without slashes, colons or spaces; give the worker a stable name, e.g. --id worker-1", c.ID)
 	case c.Listen == "":
 		return usage.Errorf("--listen is empty; give a host:port, e.g. --listen :7070")
 	case c.PeerTimeout <= 0:
