@@ -4,6 +4,11 @@
 #
 #   scripts/bench_compare.sh            # everything
 #   ROUNDS=3 WORKERS="2 4" SIZES=4,16,64 scripts/bench_compare.sh
+#   ONLY="tls" ROUNDS=3 WORKERS=2 SIZES=1,16,64 scripts/bench_compare.sh   # TLS cost only
+#
+# Each round also runs the ring with mutual TLS (--tls, as the product's),
+# right after the same command in plaintext, and prints the cost of TLS:
+# all-reduce bus bandwidth and float32 training samples/s with and without.
 #
 # Needs: bin/ringtrain (make build), /usr/bin/python3 with Debian's torch
 # (apt-get install -y python3-torch libopenblas0-pthread iperf3).
@@ -23,13 +28,13 @@ ROUNDS=${ROUNDS:-2}
 WORKERS=${WORKERS:-"2 4"}
 SIZES=${SIZES:-1,4,16,64}
 STEPS=${STEPS:-100}
-ONLY=${ONLY:-"train allreduce"}
+ONLY=${ONLY:-"train allreduce tls"}
 REF_OPENBLAS_THREADS=${REF_OPENBLAS_THREADS-1}
 ref_env=()
 [[ -n $REF_OPENBLAS_THREADS ]] && ref_env=(env OPENBLAS_NUM_THREADS="$REF_OPENBLAS_THREADS")
 
 [[ -x $BIN ]] || { echo "bench_compare: $BIN not built; run make build" >&2; exit 2; }
-$PY -c 'import torch' 2>/dev/null || { echo "bench_compare: $PY has no torch; apt-get install -y python3-torch libopenblas0-pthread" >&2; exit 2; }
+[[ " $ONLY " != *" train "* && " $ONLY " != *" allreduce "* ]] || $PY -c 'import torch' 2>/dev/null || { echo "bench_compare: $PY has no torch; apt-get install -y python3-torch libopenblas0-pthread" >&2; exit 2; }
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
@@ -61,6 +66,14 @@ for r in $(seq "$ROUNDS"); do
     if command -v iperf3 >/dev/null; then
       run tcp bash "$BENCH/iperf_loopback.sh"
     fi
+  fi
+  if [[ " $ONLY " == *" tls "* ]]; then
+    for w in $WORKERS; do
+      run plain-ar-$w "$BIN" bench allreduce --workers "$w" --sizes-mib "$SIZES"
+      run tls-ar-$w "$BIN" bench allreduce --tls --workers "$w" --sizes-mib "$SIZES"
+      run plain-train-$w "$BIN" bench train --exact=false --workers "$w" --layers 784-512-512-10 --global-batch 256 --steps "$STEPS" --threads 1
+      run tls-train-$w "$BIN" bench train --tls --exact=false --workers "$w" --layers 784-512-512-10 --global-batch 256 --steps "$STEPS" --threads 1
+    done
   fi
 done
 
@@ -117,4 +130,24 @@ for name in sorted(os.listdir(d)):
             row["tcp_GBps"] = tcpbest
             row["fraction_of_tcp"] = round(o / tcpbest, 2)
         print(json.dumps(row))
+# The cost of TLS: each TLS round ran right after the same plaintext one.
+for name in sorted(os.listdir(d)):
+    if name.startswith("tls-ar-"):
+        w = name.rsplit("-", 1)[1]
+        plain, tls = {}, {}
+        for r in load("plain-ar-" + w):
+            plain.setdefault(r["mib"], []).append(r["busbw_GBps"])
+        for r in load(name):
+            tls.setdefault(r["mib"], []).append(r["busbw_GBps"])
+        for mib in sorted(tls):
+            p, t = statistics.median(plain.get(mib, [float("nan")])), statistics.median(tls[mib])
+            print(json.dumps({"compare": "tls-allreduce", "workers": int(w), "mib": mib, "rounds": len(tls[mib]),
+                              "plain_busbw_GBps": p, "tls_busbw_GBps": t, "tls_vs_plain": round(t / p, 2) if p == p and p > 0 else None}))
+    if name.startswith("tls-train-"):
+        w = name.rsplit("-", 1)[1]
+        p = statistics.median(r["samples_per_sec"] for r in load("plain-train-" + w))
+        t = [r["samples_per_sec"] for r in load(name)]
+        print(json.dumps({"compare": "tls-train-float", "workers": int(w), "rounds": len(t),
+                          "plain_samples_per_sec": p, "tls_samples_per_sec": statistics.median(t),
+                          "tls_vs_plain": round(statistics.median(t) / p, 2)}))
 PY
