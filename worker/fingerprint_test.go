@@ -267,6 +267,19 @@ func TestFingerprintOnTheRing(t *testing.T) {
 	r := newFPRun(t)
 	w0 := r.start("w0", r.train, 0)
 	r.registered("w0", w0)
+	// The coordinator stores w0's fingerprint from its registration; only
+	// once it has can deleting it stand (promotion acts on registrations
+	// as they arrive), leaving the run with none while w1 registers.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, stored, err := r.c.Fingerprint(r.ctx); err == nil && stored {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the coordinator never stored w0's fingerprint")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if _, err := r.c.Etcd().Delete(r.ctx, r.c.Key(cluster.KeyFingerprint)); err != nil {
 		t.Fatal(err)
 	}
