@@ -12,7 +12,9 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -429,6 +431,13 @@ func benchRing(ctx context.Context, e *env, lis net.Listener, kind string) error
 	if err := json.NewDecoder(os.Stdin).Decode(&job); err != nil {
 		return fmt.Errorf("bench-rank: read job: %w", err)
 	}
+	if dir := os.Getenv(benchProfileEnv); dir != "" {
+		stop, err := startCPUProfile(filepath.Join(dir, fmt.Sprintf("%s-rank%d.pprof", kind, job.Rank)))
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	warmup := job.Warmup
 	if warmup == 0 {
 		warmup = -1 // none, as asked (zero means the default below)
@@ -457,6 +466,26 @@ func benchRing(ctx context.Context, e *env, lis net.Listener, kind string) error
 		}
 	}
 	return nil
+}
+
+// benchProfileEnv, when set to a directory, makes every rank of `bench
+// allreduce` and `bench wire` write a CPU profile of its run there
+// (<kind>-rank<N>.pprof), to see where the ring spends CPU per byte.
+const benchProfileEnv = "RINGTRAIN_BENCH_CPUPROFILE"
+
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("bench-rank: %s: %w", benchProfileEnv, err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("bench-rank: %s: %w", benchProfileEnv, err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 func median(ts []time.Duration) time.Duration {
