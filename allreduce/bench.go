@@ -52,6 +52,11 @@ type BenchResult struct {
 	AlgBWGBps float64 `json:"algbw_GBps"`
 	BusBWGBps float64 `json:"busbw_GBps"`
 	Correct   bool    `json:"correct"`
+	// CPUms is the median CPU time (user and system, all threads) this
+	// rank's process spent per timed all-reduce: on a machine with fewer
+	// cores than ranks the ring is CPU-bound, and this is its cost per
+	// byte. Zero (omitted) for bench wire and where it is not measured.
+	CPUms float64 `json:"cpu_ms,omitempty"`
 }
 
 // BenchWorker runs one rank of the all-reduce benchmark over the gRPC
@@ -108,6 +113,7 @@ func BenchWorker(ctx context.Context, cfg BenchConfig) (_ []BenchResult, err err
 		elems := int(mib * (1 << 20) / 4)
 		buf := make([]float32, elems)
 		times := make([]float64, 0, cfg.Iters)
+		cpus := make([]float64, 0, cfg.Iters)
 		ok := true
 		for i := range cfg.Warmup + cfg.Iters {
 			for j := range buf {
@@ -116,6 +122,7 @@ func BenchWorker(ctx context.Context, cfg BenchConfig) (_ []BenchResult, err err
 			if err := ring.Barrier(ctx); err != nil {
 				return results, err
 			}
+			cpu0 := processCPU()
 			start := time.Now()
 			if err := ring.AllReduce(ctx, buf); err != nil {
 				return results, err
@@ -123,6 +130,7 @@ func BenchWorker(ctx context.Context, cfg BenchConfig) (_ []BenchResult, err err
 			el := time.Since(start)
 			if i >= cfg.Warmup {
 				times = append(times, el.Seconds())
+				cpus = append(cpus, (processCPU() - cpu0).Seconds())
 			}
 			for _, v := range buf {
 				if v != want {
@@ -143,7 +151,9 @@ func BenchWorker(ctx context.Context, cfg BenchConfig) (_ []BenchResult, err err
 		if cfg.TLS != nil {
 			system += "-tls"
 		}
-		results = append(results, busResult(system, n, mib, int64(elems*4), times, verdict[0] == float32(n)))
+		r := busResult(system, n, mib, int64(elems*4), times, verdict[0] == float32(n))
+		r.CPUms = round3(median(cpus) * 1000)
+		results = append(results, r)
 	}
 	// Leave together, so that nobody's Close fails a peer's last collective.
 	if err := ring.Barrier(ctx); err != nil && !errors.Is(err, context.Canceled) {
@@ -170,11 +180,7 @@ func benchPlan(sizes []float64, warmup, iters int) ([]float64, int, int) {
 // busResult is one size's figures from its timed iterations (seconds): the
 // median, algorithm bandwidth bytes/median and bus bandwidth algbw·2(N−1)/N.
 func busResult(system string, n int, mib float64, bytes int64, times []float64, correct bool) BenchResult {
-	slices.Sort(times)
-	med := times[len(times)/2]
-	if len(times)%2 == 0 {
-		med = (times[len(times)/2-1] + times[len(times)/2]) / 2
-	}
+	med := median(times)
 	algbw := float64(bytes) / med / 1e9
 	return BenchResult{
 		System: system, Workers: n, MiB: mib,
@@ -183,6 +189,16 @@ func busResult(system string, n int, mib float64, bytes int64, times []float64, 
 		BusBWGBps: round3(algbw * 2 * float64(n-1) / float64(n)),
 		Correct:   correct,
 	}
+}
+
+// median sorts xs and returns its median.
+func median(xs []float64) float64 {
+	slices.Sort(xs)
+	med := xs[len(xs)/2]
+	if len(xs)%2 == 0 {
+		med = (xs[len(xs)/2-1] + xs[len(xs)/2]) / 2
+	}
+	return med
 }
 
 func round3(x float64) float64 {
