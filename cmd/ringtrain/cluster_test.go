@@ -198,7 +198,7 @@ func (c *testCluster) startEtcd() {
 
 func (c *testCluster) startCoordinator(id string) *proc {
 	args := append([]string{"coordinator", "--etcd", c.endpoint, "--id", id, "--listen", "127.0.0.1:0",
-		"--gossip-listen", "127.0.0.1:0", "--gossip-key-file", filepath.Join(c.dir, "gossip.key"),
+		"--gossip-listen", "127.0.0.1:0", "--gossip-key-file", filepath.Join(c.dir, "gossip.key"), "--tls-dir", c.issue(pki.Coordinator(cluster.DefaultRun, id)),
 		"--http-addr", "", "--checkpoint-dir", c.ckpt, "--hash-every", "50"}, c.trainArg...)
 	p := startProc(c.t, c.dir, id, args...)
 	c.coords[id] = p
@@ -209,12 +209,18 @@ func (c *testCluster) startCoordinator(id string) *proc {
 // CA and returns its --tls-dir.
 func (c *testCluster) tlsDir(id string) string {
 	c.t.Helper()
-	w := pki.Worker(cluster.DefaultRun, id)
+	return c.issue(pki.Worker(cluster.DefaultRun, id))
+}
+
+// issue issues (or re-issues) who's certificate from the cluster's CA and
+// returns its --tls-dir.
+func (c *testCluster) issue(who pki.Identity) string {
+	c.t.Helper()
 	certs := filepath.Join(c.dir, "certs")
-	if _, _, err := issueCerts(certs, cluster.DefaultRun, []pki.Identity{w}, pki.IssueOptions{}, true); err != nil {
+	if _, _, err := issueCerts(certs, cluster.DefaultRun, []pki.Identity{who}, pki.IssueOptions{}, true); err != nil {
 		c.t.Fatal(err)
 	}
-	return pki.LeafDir(certs, w)
+	return pki.LeafDir(certs, who)
 }
 
 func (c *testCluster) startWorker(id string) *proc {

@@ -107,7 +107,7 @@ func TestCoordinatorAndEtcdFlags(t *testing.T) {
 		{[]string{"coordinator", "--bogus"}, 2, "bogus"},
 		{[]string{"coordinator", "--help"}, 0, "-hash-every"},
 		{[]string{"coordinator", "--etcd", "127.0.0.1:1"}, 2, "--gossip-key-file is not set"},
-		{[]string{"coordinator", "--etcd", "127.0.0.1:1", "--gossip-key-file", "/nonexistent/gossip.key"}, 2, "/nonexistent/gossip.key"},
+		{[]string{"coordinator", "--etcd", "127.0.0.1:1", "--insecure", "--gossip-key-file", "/nonexistent/gossip.key"}, 2, "/nonexistent/gossip.key"},
 		{[]string{"worker", "--etcd", "127.0.0.1:1"}, 2, "--gossip-key-file is not set"},
 		{[]string{"worker", "--etcd", "127.0.0.1:1", "--gossip-key-file", "/nonexistent/gossip.key"}, 2, "/nonexistent/gossip.key"},
 		{[]string{"etcd", "--initial-cluster-state", "maybe"}, 2, "--initial-cluster-state"},
