@@ -13,12 +13,13 @@
 # Needs: bin/ringtrain (make build), /usr/bin/python3 with Debian's torch
 # (apt-get install -y python3-torch libopenblas0-pthread iperf3).
 #
-# Threads: torch_ddp_mlp.py's --threads sets torch.set_num_threads, but
-# Debian's torch runs its GEMMs in OpenBLAS's own pthread pool, which that
-# call does not limit (a "one-thread" run used two cores here: CPU time twice
-# the wall time). So each training command runs with OPENBLAS_NUM_THREADS
-# equal to its threads per worker, ringtrain's too; REF_OPENBLAS_THREADS=
-# (empty) runs the reference as the script alone would.
+# Threads: torch_ddp_mlp.py sizes Debian torch's OpenBLAS pool with its
+# --threads and keeps torch's intra-op threads at 1, its best setup, so the
+# reference runs without extra environment; REF_OPENBLAS_THREADS=N forces
+# OPENBLAS_NUM_THREADS=N on it.
+#
+# "machine" compares each side's best configuration on the whole machine:
+# every (workers × threads) split of the cores, ringtrain exact and float32.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-bin/ringtrain}
@@ -28,8 +29,8 @@ ROUNDS=${ROUNDS:-2}
 WORKERS=${WORKERS:-"2 4"}
 SIZES=${SIZES:-1,4,16,64}
 STEPS=${STEPS:-100}
-ONLY=${ONLY:-"train allreduce tls"}
-REF_OPENBLAS_THREADS=${REF_OPENBLAS_THREADS-1}
+ONLY=${ONLY:-"train machine allreduce tls"}
+REF_OPENBLAS_THREADS=${REF_OPENBLAS_THREADS-}
 ref_env=()
 [[ -n $REF_OPENBLAS_THREADS ]] && ref_env=(env OPENBLAS_NUM_THREADS="$REF_OPENBLAS_THREADS")
 
@@ -55,6 +56,16 @@ for r in $(seq "$ROUNDS"); do
       run ours-train-$w "$BIN" bench train --workers "$w" --layers 784-512-512-10 --global-batch 256 --steps "$STEPS" --threads 1
       run float-train-$w "$BIN" bench train --exact=false --workers "$w" --layers 784-512-512-10 --global-batch 256 --steps "$STEPS" --threads 1
       run ref-train-$w "${ref_env[@]}" $PY "$BENCH/torch_ddp_mlp.py" --workers "$w" --layers 784-512-512-10 --global-batch 256 --steps "$STEPS" --threads 1
+    done
+  fi
+  if [[ " $ONLY " == *" machine "* ]]; then
+    cores=$(nproc)
+    for w in 1 2 4 8 16; do
+      (( w <= cores && cores % w == 0 )) || continue
+      t=$((cores / w))
+      run machine-ours-$w-$t "$BIN" bench train --workers "$w" --layers 784-512-512-10 --global-batch 256 --steps "$STEPS" --threads "$t"
+      run machine-float-$w-$t "$BIN" bench train --exact=false --workers "$w" --layers 784-512-512-10 --global-batch 256 --steps "$STEPS" --threads "$t"
+      run machine-ref-$w-$t "${ref_env[@]}" $PY "$BENCH/torch_ddp_mlp.py" --workers "$w" --layers 784-512-512-10 --global-batch 256 --steps "$STEPS" --threads "$t"
     done
   fi
   if [[ " $ONLY " == *" allreduce "* ]]; then
@@ -100,6 +111,22 @@ for name in sorted(os.listdir(d)):
         f = statistics.median(r["samples_per_sec"] for r in flt)
         row["ringtrain_float_samples_per_sec"] = f
         row["exact_vs_float"] = round(ours / f, 2)
+    print(json.dumps(row))
+# The whole machine: each side's best split of the cores into workers × threads.
+best = {}
+for name in sorted(os.listdir(d)):
+    if name.startswith("machine-"):
+        _, side, w, t = name.split("-")
+        v = statistics.median(r["samples_per_sec"] for r in load(name))
+        if v > best.get(side, (0,))[0]:
+            best[side] = (v, int(w), int(t))
+if "ref" in best:
+    row = {"compare": "whole-machine", "pytorch_best_samples_per_sec": best["ref"][0], "pytorch_workers_threads": best["ref"][1:]}
+    for side, label in (("ours", "ringtrain_exact"), ("float", "ringtrain_float")):
+        if side in best:
+            row[label + "_best_samples_per_sec"] = best[side][0]
+            row[label + "_workers_threads"] = best[side][1:]
+            row[label + "_vs_pytorch"] = round(best[side][0] / best["ref"][0], 2)
     print(json.dumps(row))
 tcp = [r["GBps"] for r in load("tcp")]
 tcpbest = max(tcp) if tcp else None
