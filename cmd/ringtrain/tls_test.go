@@ -47,11 +47,8 @@ func TestRogueProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tr.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	_, err = tr.Connect(ctx, addr, allreduce.Hello{Key: allreduce.SessionKey{RunID: run, Generation: gen}, From: from, To: to})
-	fmt.Printf("plaintext: %v\n", err)
-
+	// TLS first: it is refused at once, while a plaintext gRPC client
+	// retries until its deadline.
 	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 3 * time.Second}, "tcp", addr,
 		&tls.Config{MinVersion: tls.VersionTLS13, InsecureSkipVerify: true, NextProtos: []string{"h2"}})
 	if err == nil {
@@ -60,6 +57,11 @@ func TestRogueProcess(t *testing.T) {
 		c.Close()
 	}
 	fmt.Printf("tls without a certificate: %v\n", err)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	_, err = tr.Connect(ctx, addr, allreduce.Hello{Key: allreduce.SessionKey{RunID: run, Generation: gen}, From: from, To: to})
+	fmt.Printf("plaintext: %v\n", err)
 }
 
 // A run's workers refuse a rogue process without a certificate at the
@@ -70,7 +72,8 @@ func TestRingRefusesStrangers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real processes")
 	}
-	args := []string{"--layers", "784-32-10", "--steps", "6000", "--checkpoint-every", "1000", "--min-workers", "2"}
+	// Long enough (tens of seconds) that the workers outlive every attempt.
+	args := []string{"--layers", "784-32-10", "--steps", "12000", "--checkpoint-every", "2000", "--min-workers", "2"}
 	c := newCluster(t, args...)
 	c.startCoordinator("coordinator-1")
 	c.startWorkers(2)
