@@ -207,7 +207,7 @@ func (c *Coordinator) serveGRPC(hs *health.Server, client *cluster.Client) (stop
 	if err != nil {
 		return stop, err
 	}
-	adv := advertise(c.cfg.Advertise, a)
+	adv := cluster.AdvertiseAddr(c.cfg.Advertise, a)
 	c.updateStatus(func(s *Status) { s.GRPCAddr, s.GRPCAdvertise = a.String(), adv })
 	return stop, nil
 }
@@ -228,21 +228,4 @@ func requireIdentityStream(srv any, ss grpc.ServerStream, info *grpc.StreamServe
 		return status.Errorf(codes.Unauthenticated, "%s needs the run's certificate: %v", info.FullMethod, err)
 	}
 	return h(srv, ss)
-}
-
-// advertise is the address workers dial: flag if set, else the bound
-// address, with the hostname for a wildcard host.
-func advertise(flag string, a net.Addr) string {
-	if flag != "" {
-		return flag
-	}
-	host, port, _ := net.SplitHostPort(a.String())
-	if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
-		return a.String()
-	}
-	h, err := os.Hostname()
-	if err != nil {
-		h = "localhost"
-	}
-	return net.JoinHostPort(h, port)
 }

@@ -187,7 +187,7 @@ func (w *Worker) Run(stop context.Context) error {
 	if err != nil {
 		return usage.Errorf("--listen %q: %v", w.cfg.Listen, err)
 	}
-	w.addr = advertise(w.cfg.Advertise, lis.Addr())
+	w.addr = cluster.AdvertiseAddr(w.cfg.Advertise, lis.Addr())
 	opts := []allreduce.GRPCOption{allreduce.WithAdvertiseAddr(w.addr), allreduce.WithGRPCLogger(w.log)}
 	if w.tls != nil {
 		opts = append(opts, allreduce.WithTLS(allreduce.TLS{Server: w.tls.ServerConfig(), Client: w.tls.ClientConfig(), Identify: identify}))
@@ -839,21 +839,4 @@ func (w *Worker) logLine(s string) {
 	if w.steplog != nil {
 		w.steplog.WriteString(`{"t":` + strconv.FormatInt(time.Now().UnixNano(), 10) + "," + s[1:] + "\n")
 	}
-}
-
-// advertise is the address peers dial: the flag if given, the listener's
-// address if it is specific, else hostname:port.
-func advertise(flag string, a net.Addr) string {
-	if flag != "" {
-		return flag
-	}
-	host, port, _ := net.SplitHostPort(a.String())
-	if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
-		return a.String()
-	}
-	h, err := os.Hostname()
-	if err != nil {
-		h = "localhost"
-	}
-	return net.JoinHostPort(h, port)
 }
