@@ -291,7 +291,9 @@ func (r *chaosRun) volumeContainer(ctx context.Context) (string, error) {
 		return "", err
 	}
 	for _, c := range cs {
-		if c.service() != "etcd" {
+		// Workers and coordinators mount it; etcd and the one-shot certs
+		// service do not.
+		if s := c.service(); s == "worker" || strings.HasPrefix(s, "coordinator") {
 			return c.ID, nil
 		}
 	}

@@ -234,11 +234,10 @@ func strikeCorruptCheckpoint(ctx context.Context, r *chaosRun) error {
 	// Every worker and coordinator dies at once (a power cut); etcd stays.
 	var procs, coords, workers []string
 	for _, c := range cs {
-		switch c.service() {
-		case "etcd":
-		case "worker":
+		switch s := c.service(); {
+		case s == "worker":
 			workers = append(workers, c.ID)
-		default:
+		case strings.HasPrefix(s, "coordinator"):
 			coords = append(coords, c.ID)
 		}
 	}
