@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -74,7 +75,7 @@ func runBenchRecovery(ctx context.Context, e *env, args []string) error {
 	var all []recoveryResult
 	enc := json.NewEncoder(e.stdout)
 	for round := 1; round <= *rounds; round++ {
-		r, err := recoveryRound(ctx, self, *workers, *layers, *warm, *bound, splitArgs(*extra))
+		r, err := recoveryRound(ctx, self, *workers, *layers, *warm, *bound, strings.Fields(*extra))
 		if err != nil {
 			return fmt.Errorf("round %d: %w", round, err)
 		}
@@ -95,22 +96,6 @@ func runBenchRecovery(ctx context.Context, e *env, args []string) error {
 		RecoveryMs: med(func(r recoveryResult) float64 { return r.RecoveryMs }),
 		RingMs:     med(func(r recoveryResult) float64 { return r.RingMs }),
 		JoinMs:     med(func(r recoveryResult) float64 { return r.JoinMs })})
-}
-
-func splitArgs(s string) []string {
-	var out []string
-	start := -1
-	for i, c := range s + " " {
-		if c == ' ' || c == '\t' {
-			if start >= 0 {
-				out = append(out, s[start:i])
-				start = -1
-			}
-		} else if start < 0 {
-			start = i
-		}
-	}
-	return out
 }
 
 // recoveryRound is one cluster: train, kill, time, stop.

@@ -52,6 +52,8 @@ func TestUsageErrorsExit2WithOneClearLine(t *testing.T) {
 		{[]string{"eval"}, []string{"--checkpoint"}},
 		{[]string{"bench", "train", "--workers", "3", "--global-batch", "256"}, []string{"--global-batch", "256", "--workers", "3"}},
 		{[]string{"bench", "wire", "--workers", "1"}, []string{"--workers", "1", "at least 2"}},
+		{[]string{"bench", "recovery", "--workers", "1"}, []string{"--workers 1", "--workers 3"}},
+		{[]string{"bench", "recovery", "--rounds", "0"}, []string{"--rounds 0"}},
 		{[]string{"bench", "allreduce", "--sizes-mib", "4,x"}, []string{"--sizes-mib", "x"}},
 	} {
 		code, _, errs := runCLI(tc.args...)
