@@ -34,6 +34,13 @@ import (
 var ringtrainBin string // built once by TestMain
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(rogueEnv); spec != "" {
+		if err := rogue(spec); err != nil {
+			fmt.Fprintln(os.Stderr, "rogue:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	dir, err := os.MkdirTemp("", "ringtrain-bin-")
 	if err != nil {
 		panic(err)

@@ -23,28 +23,24 @@ import (
 // ring port to attack: ADDR,RUN,GENERATION,FROM,TO.
 const rogueEnv = "RINGTRAIN_TEST_ROGUE"
 
-// TestRogueProcess is the rogue: a process without a certificate that
-// tries a worker's ring port, in plaintext and in TLS without a client
-// certificate, and prints what each attempt got. It runs only when
-// started by TestRingRefusesStrangers.
-func TestRogueProcess(t *testing.T) {
-	spec := os.Getenv(rogueEnv)
-	if spec == "" {
-		t.Skip("started by TestRingRefusesStrangers")
-	}
+// rogue is the test binary started again by TestRingRefusesStrangers (see
+// TestMain): a process without a certificate that tries a worker's ring
+// port, in TLS without a client certificate and in plaintext, and prints
+// what each attempt got.
+func rogue(spec string) error {
 	var addr, run string
 	var gen uint64
 	var from, to int
 	if _, err := fmt.Sscanf(strings.ReplaceAll(spec, ",", " "), "%s %s %d %d %d", &addr, &run, &gen, &from, &to); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	tr, err := allreduce.NewGRPCTransport(lis)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer tr.Close()
 	// TLS first: it is refused at once, while a plaintext gRPC client
@@ -62,6 +58,7 @@ func TestRogueProcess(t *testing.T) {
 	defer cancel()
 	_, err = tr.Connect(ctx, addr, allreduce.Hello{Key: allreduce.SessionKey{RunID: run, Generation: gen}, From: from, To: to})
 	fmt.Printf("plaintext: %v\n", err)
+	return nil
 }
 
 // A run's workers refuse a rogue process without a certificate at the
@@ -85,7 +82,7 @@ func TestRingRefusesStrangers(t *testing.T) {
 	addr := g.Members[victim].Addr
 
 	// A rogue process without a certificate.
-	cmd := exec.Command(os.Args[0], "-test.run", "^TestRogueProcess$", "-test.v")
+	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%s,%d,%d,%d", rogueEnv, addr, cluster.DefaultRun, g.Gen, left, victim))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
