@@ -1,3 +1,8 @@
+//go:build linux
+
+// The pixel cache exists on Linux only (pixels_linux.go); elsewhere every
+// load keeps a private copy.
+
 package dataset
 
 import (
@@ -61,9 +66,6 @@ func cacheFiles(t *testing.T, dir string) []string {
 
 // A cached load holds the same bits as reading the file into memory.
 func TestPixelCacheSameBits(t *testing.T) {
-	if !sharedPixels {
-		t.Skip("no pixel cache on this system")
-	}
 	path, pix := writeImages(t, 17)
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -91,9 +93,6 @@ func TestPixelCacheSameBits(t *testing.T) {
 // used. It is replaced by rename, as another process would, so that the
 // mapping of the first load keeps its pages.
 func TestPixelCacheCorruptRebuilt(t *testing.T) {
-	if !sharedPixels {
-		t.Skip("no pixel cache on this system")
-	}
 	path, pix := writeImages(t, 9)
 	for _, tc := range []struct {
 		name    string
@@ -155,9 +154,6 @@ func TestPixelCacheUnwritableFallsBack(t *testing.T) {
 // A corrupt image file is reported as when reading it into memory, and
 // leaves nothing in the cache directory.
 func TestPixelCacheCorruptSource(t *testing.T) {
-	if !sharedPixels {
-		t.Skip("no pixel cache on this system")
-	}
 	good := idxImages(t, 4, 2, 3, testPixels(4, 2, 3))
 	for name, data := range map[string][]byte{
 		"truncated": good[:len(good)-1],
@@ -187,9 +183,6 @@ func TestPixelCacheCorruptSource(t *testing.T) {
 
 // LoadMNIST caches in $RINGTRAIN_CACHE_DIR and says so in Set.BytesFile.
 func TestLoadMNISTCacheDirEnv(t *testing.T) {
-	if !sharedPixels {
-		t.Skip("no pixel cache on this system")
-	}
 	dir := filepath.Join(t.TempDir(), "nested", "cache")
 	t.Setenv(CacheDirEnv, dir)
 	if got := CacheDir(); got != dir {
