@@ -4,8 +4,6 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
-	"os"
-	"runtime"
 	"strings"
 	"testing"
 )
@@ -103,24 +101,6 @@ func TestGoKernelsDeterministic(t *testing.T) {
 				}
 			}
 		}
-	}
-}
-
-// TestAVX2KernelPresent: on amd64 the pure-Go build runs the AVX2 kernel.
-// CI's machines have AVX2 and FMA, so there a build or CPU without it fails
-// instead of skipping.
-func TestAVX2KernelPresent(t *testing.T) {
-	if Backend != "go" || runtime.GOARCH != "amd64" {
-		t.Skipf("the AVX2 kernel belongs to the pure-Go backend on amd64 (this is %s on %s)", Backend, runtime.GOARCH)
-	}
-	if !haveAVX2 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("no AVX2 kernel on amd64 in CI: this build (-tags noasm?) or CPU lost it")
-		}
-		t.Skip("no AVX2+FMA on this CPU, or built with -tags noasm")
-	}
-	if os.Getenv(KernelEnv) == "" && Kernel() != "avx2-fma" {
-		t.Fatalf("Kernel() = %q with AVX2 and %s unset, want avx2-fma", Kernel(), KernelEnv)
 	}
 }
 
