@@ -188,7 +188,7 @@ func (s *Stepper) stepExact(ctx context.Context, vote bool) (Result, error) {
 		fromFixed(st.Net.Grads[sp.off:sp.off+sp.len], e.acc[sp.off:sp.off+sp.len], e.shift(e.exps[b]))
 	}
 	loss := math.Ldexp(float64(e.acc[np]), -ls) / float64(st.Cfg.Batch)
-	return s.apply(loss, e.ctl[world*nb] > 0, e.ctl[world*nb+1:], compute, reduce, 4*len(e.ctl)+8*len(e.acc))
+	return s.apply(loss, true, e.ctl[world*nb] > 0, e.ctl[world*nb+1:], compute, reduce, 4*len(e.ctl)+8*len(e.acc))
 }
 
 // shift is the binary scale of a bucket whose largest exponent is exp.

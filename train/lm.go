@@ -369,7 +369,7 @@ func (s *Stepper) stepLM(ctx context.Context, vote bool, o *lmOptimizer) (Result
 		clear(grads)
 	}
 	o.accept, o.next = accept, roundMu(mu)
-	return s.apply(loss, o.ctl[2*world] > 0, o.compute, computeTime, reduce, bytes)
+	return s.apply(loss, false, o.ctl[2*world] > 0, o.compute, computeTime, reduce, bytes)
 }
 
 // addFixed adds trunc(v · 2^shift) of every v in vs to acc.

@@ -216,15 +216,17 @@ func (s *Stepper) stepFloat(ctx context.Context, vote bool) (Result, error) {
 	if err := waitAll(sb.pending); err != nil {
 		return Result{}, fmt.Errorf("step %d: %w", st.Step, err)
 	}
-	return s.apply(s.vec.LossSum()/float64(st.Cfg.Batch), s.vec.Votes() > 0, s.vec.Compute(), compute, time.Since(t1), 4*len(s.vec.Raw()))
+	return s.apply(s.vec.LossSum()/float64(st.Cfg.Batch), false, s.vec.Votes() > 0, s.vec.Compute(), compute, time.Since(t1), 4*len(s.vec.Raw()))
 }
 
 // apply checks the reduced loss and gradient, takes the optimizer step with
 // the reduced gradient in Net.Grads (or, when they are not finite, stops
 // or skips as the spec says) and says what the cadence asks for.
-func (s *Stepper) apply(loss float64, leave bool, compute []float32, computeTime, reduceTime time.Duration, bytes int) (Result, error) {
+// gradsFinite: the caller already knows every gradient value is finite (an
+// exact step's, converted back from integers), so no pass over them is made.
+func (s *Stepper) apply(loss float64, gradsFinite, leave bool, compute []float32, computeTime, reduceTime time.Duration, bytes int) (Result, error) {
 	st := s.st
-	if math.IsNaN(loss) || math.IsInf(loss, 0) || !allFinite(st.Net.Grads) {
+	if math.IsNaN(loss) || math.IsInf(loss, 0) || !gradsFinite && !allFinite(st.Net.Grads) {
 		return s.nonFinite(fmt.Sprintf("the loss is %v", loss), leave, compute, computeTime, reduceTime, bytes)
 	}
 	lr := st.Apply()
