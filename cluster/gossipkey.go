@@ -55,6 +55,15 @@ func ReadGossipKeyFile(flag, path string) ([]byte, error) {
 	return k, nil
 }
 
+// GossipKeyOr is key if it is set, else the key read from path (flag names
+// it in errors), else nil: a configuration's key wins over its key file.
+func GossipKeyOr(key []byte, flag, path string) ([]byte, error) {
+	if len(key) > 0 || path == "" {
+		return key, nil
+	}
+	return ReadGossipKeyFile(flag, path)
+}
+
 // ParseGossipKey decodes a key file's contents.
 func ParseGossipKey(b []byte) ([]byte, error) {
 	text := bytes.TrimSpace(b)

@@ -71,15 +71,9 @@ func loadSecrets(cfg Config) (secrets, error) {
 			}
 		}
 	}
-	s.token = cfg.EnrollToken
-	if s.token == "" && cfg.EnrollTokenFile != "" {
-		tok, err := httpauth.ReadTokenFile("--enroll-token-file", cfg.EnrollTokenFile)
-		if err != nil {
-			return s, err
-		}
-		s.token = tok
-	}
-	return s, nil
+	var err error
+	s.token, err = httpauth.TokenOr(cfg.EnrollToken, "--enroll-token-file", cfg.EnrollTokenFile)
+	return s, err
 }
 
 // issueSelf issues this coordinator's certificate from the intermediate it

@@ -88,19 +88,12 @@ func New(cfg Config) (*Worker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if len(cfg.GossipKey) == 0 && cfg.GossipKeyFile != "" {
-		k, err := cluster.ReadGossipKeyFile("--gossip-key-file", cfg.GossipKeyFile)
-		if err != nil {
-			return nil, err
-		}
-		cfg.GossipKey = k
+	var err error
+	if cfg.GossipKey, err = cluster.GossipKeyOr(cfg.GossipKey, "--gossip-key-file", cfg.GossipKeyFile); err != nil {
+		return nil, err
 	}
-	if cfg.HTTPToken == "" && cfg.HTTPTokenFile != "" {
-		tok, err := httpauth.ReadTokenFile("--http-token-file", cfg.HTTPTokenFile)
-		if err != nil {
-			return nil, err
-		}
-		cfg.HTTPToken = tok
+	if cfg.HTTPToken, err = httpauth.TokenOr(cfg.HTTPToken, "--http-token-file", cfg.HTTPTokenFile); err != nil {
+		return nil, err
 	}
 	tlsSrc, err := loadTLS(cfg)
 	if err != nil {

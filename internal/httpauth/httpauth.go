@@ -37,6 +37,15 @@ func ReadTokenFile(flag, path string) (string, error) {
 	return tok, nil
 }
 
+// TokenOr is tok if it is set, else the token read from path (flag names it
+// in errors), else "": a configuration's token wins over its token file.
+func TokenOr(tok, flag, path string) (string, error) {
+	if tok != "" || path == "" {
+		return tok, nil
+	}
+	return ReadTokenFile(flag, path)
+}
+
 // Guard serves h read-only and, when token is not empty, only to requests
 // that carry it. A method other than GET or HEAD is 405 on every path; a
 // missing or wrong token is 401, except on HealthPath, which then answers
