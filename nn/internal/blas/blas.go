@@ -9,25 +9,35 @@
 //     its kernel per CPU at load time (OPENBLAS_CORETYPE overrides it);
 //     Kernel names it.
 //   - sgemm_purego.go (CGO_ENABLED=0 or -tags purego): pure Go, no cgo, with
-//     two kernels, chosen when the process starts:
-//     "avx2-fma" (sgemm_blocked.go, kernel_avx2_amd64.s, pack_avx2_amd64.s),
-//     on amd64 CPUs with AVX2 and FMA: op(A) and op(B) are packed into
-//     blocks sized for L2 and L1, and an assembly micro-kernel computes 6×16
-//     tiles of C with fused multiply-adds, about as fast as OpenBLAS's
-//     Haswell kernel; and "generic", gonum's Sgemm, on every CPU.
+//     three kernels, chosen when the process starts. Two are blocked
+//     (sgemm_blocked.go): op(A) and op(B) are packed into blocks sized for L2
+//     and L1 (pack_avx2_amd64.s), and an assembly micro-kernel computes tiles
+//     of C with fused multiply-adds: "avx512" (kernel_avx512_amd64.s, 8×32
+//     tiles in zmm registers) on amd64 CPUs with AVX512F, AVX2 and FMA,
+//     about as fast as OpenBLAS's SkylakeX kernel; "avx2-fma"
+//     (kernel_avx2_amd64.s, 6×16 tiles in ymm registers) on amd64 CPUs with
+//     AVX2 and FMA, about as fast as OpenBLAS's Haswell kernel. The third,
+//     "generic", is gonum's Sgemm, on every CPU.
 //     The fastest the CPU runs is used unless RINGTRAIN_GEMM_KERNEL (KernelEnv)
-//     says "avx2" or "generic"; a value that cannot be honoured leaves the
-//     fastest in place and is reported by KernelEnvError. -tags noasm leaves
-//     the assembly out (a package using cgo cannot hold Go assembly, so the
-//     OpenBLAS build never has it). With one thread (the default) every call
-//     runs on the calling goroutine; with more, the call starts that many
-//     goroutines (avx2-fma: one per stripe of C) or up to GOMAXPROCS (generic:
-//     gonum's parallel Sgemm) and waits for them before returning.
+//     says "avx512", "avx2" or "generic"; a value that cannot be honoured
+//     leaves the fastest in place and is reported by KernelEnvError. -tags
+//     noasm leaves the assembly out (a package using cgo cannot hold Go
+//     assembly, so the OpenBLAS build never has it). With one thread (the
+//     default) every call runs on the calling goroutine; with more, the call
+//     starts that many goroutines (avx512, avx2-fma: one per stripe of C) or
+//     up to GOMAXPROCS (generic: gonum's parallel Sgemm) and waits for them
+//     before returning.
 //
 // Two machines with equal Backend, Kernel and Threads compute the same
-// float32 bits. For avx2-fma the thread count does not change them either:
-// each C element is one chain of fused multiply-adds per k-block, in order,
-// and the k-blocks depend on k alone, not on the tiling or the threads.
+// float32 bits. For avx512 and avx2-fma the thread count does not change
+// them either, nor do m, n or the other rows and columns computed in the
+// same call: each C element is one chain of fused multiply-adds per k-block,
+// in order of k, and the k-blocks depend on k alone, not on the tiling or the
+// threads. The two take the same roundings, so avx512 and avx2-fma agree bit
+// for bit. Each pure-Go kernel (generic with one thread) computes a row of C
+// from that row of op(A), op(B) and C alone: its bits do not depend on m or
+// on which other rows are multiplied with it, so one product over many
+// micro-shards gives each micro-shard's bits. OpenBLAS promises none of this.
 //
 // All matrices are row-major. Sgemm computes
 //
@@ -47,10 +57,10 @@ const Backend = backend
 // Kernel names the kernel Sgemm runs on this machine: OpenBLAS's core name
 // (openblas_get_corename: the kernel a DYNAMIC_ARCH build picks for the CPU,
 // e.g. "Haswell", "SkylakeX", "Cooperlake", or the one a build was compiled
-// for), or for the pure-Go backend "avx2-fma" or "generic" (gonum's Sgemm,
-// the same Go code on every CPU of one GOARCH): the one actually in use,
-// whatever KernelEnv asked for. Two machines with equal Backend, Kernel and
-// Threads compute the same float32 bits.
+// for), or for the pure-Go backend "avx512", "avx2-fma" or "generic"
+// (gonum's Sgemm, the same Go code on every CPU of one GOARCH): the one
+// actually in use, whatever KernelEnv asked for. Two machines with equal
+// Backend, Kernel and Threads compute the same float32 bits.
 func Kernel() string { return kernel() }
 
 // KernelEnvError reports a KernelEnv value that this process cannot honour,

@@ -165,8 +165,8 @@ func TestKernel(t *testing.T) {
 	if k == "" {
 		t.Fatal("Kernel() is empty")
 	}
-	if Backend == "go" && k != "avx2-fma" && k != "generic" {
-		t.Fatalf("Kernel() = %q for gonum, want avx2-fma or generic", k)
+	if Backend == "go" && k != "avx512" && k != "avx2-fma" && k != "generic" {
+		t.Fatalf("Kernel() = %q for the pure-Go backend, want avx512, avx2-fma or generic", k)
 	}
 	if again := Kernel(); again != k {
 		t.Fatalf("Kernel() = %q, then %q", k, again)

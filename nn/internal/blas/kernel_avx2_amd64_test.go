@@ -17,7 +17,11 @@ func TestAVX2KernelPresent(t *testing.T) {
 		}
 		t.Skip("no AVX2+FMA on this CPU, or built with -tags noasm")
 	}
-	if os.Getenv(KernelEnv) == "" && Kernel() != "avx2-fma" {
-		t.Fatalf("Kernel() = %q with AVX2 and %s unset, want avx2-fma", Kernel(), KernelEnv)
+	want := "avx2-fma"
+	if haveAVX512 {
+		want = "avx512"
+	}
+	if os.Getenv(KernelEnv) == "" && Kernel() != want {
+		t.Fatalf("Kernel() = %q with AVX2 and %s unset, want %s", Kernel(), KernelEnv, want)
 	}
 }

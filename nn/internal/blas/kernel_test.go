@@ -9,8 +9,9 @@ import (
 )
 
 // kernelDims are the sizes every kernel is held to in each of m, n and k:
-// below, at and just past the 6×16 micro-tile and its multiples.
-var kernelDims = []int{1, 2, 3, 7, 8, 15, 16, 17, 31, 33, 64, 100, 129}
+// below, at and just past the micro-tiles (6×16 and 8×32), their multiples
+// and the k-loop's unrolling by 4.
+var kernelDims = []int{1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 64, 100, 129}
 
 // operands returns random A, B and C for the shape, with strides 0..2 wider
 // than the rows; C's elements are NaN where beta is 0, which must not
@@ -115,8 +116,10 @@ func TestChooseKernel(t *testing.T) {
 		{"generic", kernelGeneric, false},
 		{"avx2", kernelAVX2, !haveAVX2},
 		{"avx2-fma", kernelAVX2, !haveAVX2},
-		{"avx512", best, true},
+		{"avx512", kernelAVX512, !haveAVX512},
+		{"avx1024", best, true},
 		{"AVX2", best, true},
+		{"AVX512", best, true},
 	} {
 		got, err := chooseKernel(tc.value)
 		if tc.wantErr {
@@ -137,6 +140,43 @@ func TestChooseKernel(t *testing.T) {
 		}
 		if err != nil || got != tc.want {
 			t.Errorf("chooseKernel(%q) = %v, %v; want %v", tc.value, got, err, tc.want)
+		}
+	}
+}
+
+// TestBlockedKernelsAgree: the AVX-512 and AVX2 kernels take the same
+// roundings, so they compute the same bits, on every combination of
+// kernelDims and on shapes spanning several k-blocks, A blocks and B panels.
+func TestBlockedKernelsAgree(t *testing.T) {
+	if !haveAVX512 || !haveAVX2 {
+		t.Skip("this CPU or build lacks the AVX-512 or the AVX2 kernel")
+	}
+	type shape struct{ m, n, k int }
+	var shapes []shape
+	for _, m := range kernelDims {
+		for _, n := range kernelDims {
+			for _, k := range kernelDims {
+				shapes = append(shapes, shape{m, n, k})
+			}
+		}
+	}
+	shapes = append(shapes, shape{256, 784, 512}, shape{301, 2100, 600}, shape{145, 40, 513}, shape{16, 512, 784})
+	rng := rand.New(rand.NewPCG(9, 10))
+	alphas := []float32{1, -0.5, 2, 0.75}
+	betas := []float32{0, 1, 0.25, -1.5, 0}
+	for trial, s := range shapes {
+		transA, transB := trial&1 == 1, trial&2 == 2
+		alpha, beta := alphas[trial%len(alphas)], betas[trial%len(betas)]
+		a, lda, b, ldb, c0, ldc := operands(rng, transA, transB, s.m, s.n, s.k, beta)
+		want := append([]float32(nil), c0...)
+		kernelAVX2.sgemm(1, transA, transB, s.m, s.n, s.k, alpha, a, lda, b, ldb, beta, want, ldc)
+		c := append([]float32(nil), c0...)
+		kernelAVX512.sgemm(1, transA, transB, s.m, s.n, s.k, alpha, a, lda, b, ldb, beta, c, ldc)
+		for i := range c {
+			if math.Float32bits(c[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("%d×%d×%d transA=%v transB=%v alpha=%v beta=%v: avx512 c[%d] = %v, avx2-fma %v",
+					s.m, s.n, s.k, transA, transB, alpha, beta, i, c[i], want[i])
+			}
 		}
 	}
 }
