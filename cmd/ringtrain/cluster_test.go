@@ -41,6 +41,13 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if spec := os.Getenv(gossipRogueEnv); spec != "" {
+		if err := gossipRogue(spec); err != nil {
+			fmt.Fprintln(os.Stderr, "gossip rogue:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	dir, err := os.MkdirTemp("", "ringtrain-bin-")
 	if err != nil {
 		panic(err)
