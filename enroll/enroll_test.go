@@ -5,8 +5,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,6 +43,10 @@ type fixture struct {
 	leading atomic.Bool
 	mu      sync.Mutex
 	live    map[string]bool
+	// provisioned are the IDs Provision was called with; provisionErr
+	// is what it returns.
+	provisioned  []string
+	provisionErr error
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -74,6 +80,15 @@ func newFixture(t *testing.T) *fixture {
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			return f.live[id], nil
+		},
+		Provision: func(_ context.Context, id string) error {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if f.provisionErr != nil {
+				return f.provisionErr
+			}
+			f.provisioned = append(f.provisioned, id)
+			return nil
 		},
 		Logger: zaptest.NewLogger(t),
 	}))
@@ -321,5 +336,34 @@ func TestValidID(t *testing.T) {
 		if ValidID(id) != want {
 			t.Errorf("ValidID(%q) = %v, want %v", id, !want, want)
 		}
+	}
+}
+
+// A worker's etcd user is provisioned before its certificate is returned,
+// at enrollment and at renewal; without it no certificate is issued, and
+// the refusal says to retry (Unavailable).
+func TestEnrollProvisionsTheWorkersEtcdUser(t *testing.T) {
+	f := newFixture(t)
+	c := f.client(t, "w1", token)
+	if err := c.Enroll(ctxT(t, 20*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	src, err := pki.NewSource(c.Files())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Renew(ctxT(t, 20*time.Second), src); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	got := slices.Clone(f.provisioned)
+	f.provisionErr = errors.New("etcd unreachable")
+	f.mu.Unlock()
+	if !slices.Equal(got, []string{"w1", "w1"}) {
+		t.Fatalf("provisioned %v, want w1 at enrollment and at renewal", got)
+	}
+	err = rawEnroll(t, f, "w2", token)
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "etcd user") {
+		t.Fatalf("enrollment with provisioning failing: %v, want Unavailable naming the etcd user", err)
 	}
 }

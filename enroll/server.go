@@ -42,6 +42,11 @@ type ServerConfig struct {
 	Leading func() bool
 	// Live reports whether a live worker is registered as id.
 	Live func(ctx context.Context, id string) (bool, error)
+	// Provision, if not nil, lets worker id into etcd (its user and role:
+	// cluster.EnsureWorkerUser) before its certificate is returned, so
+	// that the certificate works there at once. Renewals provision again
+	// (idempotently): an etcd restored without the user lets it back in.
+	Provision func(ctx context.Context, id string) error
 	// Logger; default zap.NewNop().
 	Logger *zap.Logger
 }
@@ -72,7 +77,7 @@ func NewServer(cfg ServerConfig) *Server {
 // Enroll issues a certificate, or refuses with the status codes of the
 // contract: PermissionDenied (token, identity, run), InvalidArgument (ID,
 // request), AlreadyExists (a live worker holds the ID), Unavailable (not
-// the leader, etcd unreachable).
+// the leader, etcd unreachable, the worker's etcd user not provisioned).
 func (s *Server) Enroll(ctx context.Context, req *ringtrainpb.EnrollRequest) (*ringtrainpb.EnrollResponse, error) {
 	id := req.GetWorkerId()
 	log := s.log.With(zap.String("worker", id))
@@ -107,6 +112,12 @@ func (s *Server) Enroll(ctx context.Context, req *ringtrainpb.EnrollRequest) (*r
 		if live {
 			log.Warn("enrollment refused: a live worker holds the ID")
 			return nil, status.Errorf(codes.AlreadyExists, "%v %q; choose another --id, or retry once it has left (its registration lapses within the lease TTL)", ErrLive, id)
+		}
+	}
+	if s.cfg.Provision != nil {
+		if err := s.cfg.Provision(ctx, id); err != nil {
+			log.Warn("enrollment refused: cannot give the worker its etcd user", zap.Error(err))
+			return nil, status.Errorf(codes.Unavailable, "enroll: cannot give worker %q its etcd user: %v; retry", id, err)
 		}
 	}
 	chain, err := s.cfg.Authority.IssueCSR(pki.Worker(s.cfg.Run, id), req.GetCsr(), pki.IssueOptions{TTL: s.cfg.TTL})
