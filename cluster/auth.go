@@ -33,6 +33,22 @@ import (
 // coordinator writes. Roles are per run; users are per etcd, so runs that
 // share an etcd share their coordinators.
 
+// Who turns auth on. `ringtrain local` and tests provision at issue time
+// (above). Elsewhere (compose, Kubernetes) a coordinator that holds the
+// run's intermediate CA (--ca-dir) provisions etcd itself at every start,
+// before anything else (Bootstrap): its ID may be new (a pod name), and once
+// auth is on only a root-role user may add it, so it mints from the
+// intermediate a short-lived certificate of AdminCoordinator, whose user
+// Bootstrap creates (with root) before it enables auth, and provisions
+// through it. A worker's user is added by the coordinator that enrolls it,
+// before the certificate is returned.
+
+// AdminCoordinator is the coordinator ID of the certificate through which a
+// coordinator holding the intermediate CA provisions etcd (Bootstrap). The
+// intermediate could mint any identity, and every coordinator user holds
+// root, so the name grants nothing a coordinator's own does not.
+const AdminCoordinator = "etcd-admin"
+
 // RootUser is etcd's administrator; enabling auth requires it.
 const RootUser = "root"
 
@@ -66,6 +82,27 @@ func EnableAuth(ctx context.Context, cli *clientv3.Client) error {
 		return fmt.Errorf("cluster: enable etcd auth: %w", err)
 	}
 	return nil
+}
+
+// Bootstrap provisions etcd for run and turns auth on: AdminCoordinator's
+// user and each of coordinators get the root role, each of clients a
+// reader's (EnsureClientUser), then EnableAuth. admin must authenticate as a
+// root-role user — AdminCoordinator's certificate, which is one once
+// Bootstrap ran — or anyone, before auth is on. Idempotent, and safe while
+// other coordinators do the same. The etcd must run with
+// --client-cert-auth: its users have no passwords.
+func Bootstrap(ctx context.Context, admin *clientv3.Client, run string, coordinators, clients []string) error {
+	for _, id := range append([]string{AdminCoordinator}, coordinators...) {
+		if err := EnsureCoordinatorUser(ctx, admin, id); err != nil {
+			return err
+		}
+	}
+	for _, name := range clients {
+		if err := EnsureClientUser(ctx, admin, run, name); err != nil {
+			return err
+		}
+	}
+	return EnableAuth(ctx, admin)
 }
 
 // EnsureCoordinatorUser gives coordinator id's certificate etcd's root role

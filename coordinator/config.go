@@ -45,6 +45,11 @@ type Config struct {
 	// pki.IntermediateKeyFile (the root's key is never read). Empty: no
 	// enrollment.
 	CADir string
+	// EtcdClients are names of client certificates (`ringtrain certs
+	// --clients`) that may read the run in etcd (ringtrain status,
+	// ringtrain chaos): with CADir and https:// Etcd, the coordinator adds
+	// their users when it provisions etcd at start (cluster.Bootstrap).
+	EtcdClients []string
 	// EnrollTokenFile holds the bootstrap token a worker's first
 	// enrollment carries (httpauth.ReadTokenFile's format). Empty with
 	// CADir: renewals only.
@@ -194,6 +199,14 @@ func (c Config) Validate() error {
 	}
 	if (c.EnrollTokenFile != "" || c.EnrollToken != "") && c.CADir == "" {
 		return usage.Errorf("--enroll-token-file needs --ca-dir, the intermediate CA that signs the enrolled workers' certificates")
+	}
+	for _, n := range c.EtcdClients {
+		if err := (pki.Identity{Run: c.Run, Role: pki.RoleClient, ID: n}).Validate(); err != nil {
+			return usage.Errorf("--etcd-clients %q cannot name a client certificate: use letters, digits, '-', '_' or '.', as `ringtrain certs --clients` does", n)
+		}
+	}
+	if len(c.EtcdClients) > 0 && c.CADir == "" {
+		return usage.Errorf("--etcd-clients %s needs --ca-dir: a coordinator provisions etcd only where it holds the run's intermediate CA", strings.Join(c.EtcdClients, ","))
 	}
 	if c.CADir != "" && c.EnrollTTL < 2*time.Minute {
 		return usage.Errorf("--enroll-ttl %v is too short; workers renew at half-life: give at least 2m, e.g. --enroll-ttl 1h", c.EnrollTTL)

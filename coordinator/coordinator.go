@@ -137,6 +137,11 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	defer cli.Close()
 	defer cluster.WatchReachability(ctx, cli, c.cfg.Etcd, cluster.ReachPeriod, c.log)()
 	client := cluster.NewClient(cli, c.cfg.Run, c.base)
+	if c.sec.issuer != nil && ecfg.TLS != nil {
+		if err := c.provisionEtcd(ctx, ecfg, cli); err != nil {
+			return err
+		}
+	}
 
 	spec, err := c.putSpec(ctx, client)
 	if err != nil {

@@ -99,9 +99,14 @@ func (s *secrets) issueSelf(cfg Config) error {
 }
 
 func writeSelf(a *pki.Authority, dir string, cfg Config) error {
-	kp, err := a.Issue(pki.Coordinator(cfg.Run, cfg.ID), pki.IssueOptions{TTL: cfg.EnrollTTL})
+	return writeLeaf(a, dir, pki.Coordinator(cfg.Run, cfg.ID), cfg.EnrollTTL)
+}
+
+// writeLeaf issues id's certificate from a into dir (pki.DirFiles' names).
+func writeLeaf(a *pki.Authority, dir string, id pki.Identity, ttl time.Duration) error {
+	kp, err := a.Issue(id, pki.IssueOptions{TTL: ttl})
 	if err != nil {
-		return fmt.Errorf("coordinator: issue its own certificate: %w", err)
+		return fmt.Errorf("coordinator: issue the certificate of %s: %w", id, err)
 	}
 	f := pki.DirFiles(dir)
 	return pki.WriteFiles([]pki.File{{Path: f.CA, Data: a.RootPEM(), Mode: 0o644},
@@ -190,7 +195,8 @@ func (c *Coordinator) serveGRPC(hs *health.Server, client *cluster.Client) (stop
 				ws, err := client.Workers(ctx)
 				return slices.ContainsFunc(ws, func(w cluster.WorkerInfo) bool { return w.ID == id }), err
 			},
-			Logger: c.log.Named("enroll"),
+			Provision: c.provisionWorker(client),
+			Logger:    c.log.Named("enroll"),
 		}))
 		c.log.Info("enrolling workers", zap.Duration("ttl", c.cfg.EnrollTTL), zap.Bool("bootstrap token", c.sec.token != ""))
 		if _, err := os.Stat(filepath.Join(c.cfg.CADir, pki.RootKeyFile)); err == nil {

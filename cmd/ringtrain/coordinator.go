@@ -29,7 +29,10 @@ func runCoordinator(ctx context.Context, e *env, args []string) error {
 		fs.StringVar(&cfg.HealthAddr, "health-addr", cfg.HealthAddr, "plaintext gRPC health service for probes without a certificate, and nothing else (empty: off; in a container e.g. :7001)")
 		registerTLSFlags(fs, &cfg.TLS, pki.RoleCoordinator)
 		fs.StringVar(&cfg.CADir, "ca-dir", cfg.CADir, "enroll workers while leading, signing with the run's intermediate CA in this directory: ca.pem, ca/intermediate.pem,\n"+
-			"ca/intermediate-key.pem as 'ringtrain certs --out DIR' writes them (the root's key is never needed: keep it elsewhere)")
+			"ca/intermediate-key.pem as 'ringtrain certs --out DIR' writes them (the root's key is never needed: keep it elsewhere);\n"+
+			"with https:// --etcd it also provisions etcd's users (itself, the workers it enrolls) and turns etcd's auth on")
+		fs.Var((*etcdFlag)(&cfg.EtcdClients), "etcd-clients", "names of client certificates ('ringtrain certs --clients') that may read the run in etcd (ringtrain status,\n"+
+			"ringtrain chaos), comma-separated: with --ca-dir and https:// --etcd, the coordinator adds their etcd users at start")
 		fs.StringVar(&cfg.EnrollTokenFile, "enroll-token-file", cfg.EnrollTokenFile, "file with the run's bootstrap token, which a worker's first enrollment carries ('ringtrain certs --enroll-token' writes one)")
 		fs.DurationVar(&cfg.EnrollTTL, "enroll-ttl", cfg.EnrollTTL, "lifetime of enrolled workers' certificates (they renew at half-life)")
 		fs.StringVar(&cfg.GossipBind, "gossip-listen", cfg.GossipBind, "memberlist listen address")
