@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ringtrain/ringtrain/cluster"
+	"github.com/ringtrain/ringtrain/internal/pki"
 	"github.com/ringtrain/ringtrain/internal/usage"
 	"github.com/ringtrain/ringtrain/train"
 )
@@ -52,7 +53,9 @@ type statusMember struct {
 func runStatus(ctx context.Context, e *env, args []string) error {
 	fs := e.newFlagSet("Prints a run's state as stored in etcd.")
 	endpoints := etcdFlag{"127.0.0.1:2379"}
-	fs.Var(&endpoints, "etcd", "etcd endpoints, comma-separated")
+	fs.Var(&endpoints, "etcd", "etcd endpoints, comma-separated (https:// endpoints: TLS with the certificate of --tls-dir)")
+	var tlsFiles pki.Files
+	registerTLSFlags(fs, &tlsFiles, pki.RoleClient)
 	run := fs.String("run", cluster.DefaultRun, "run name")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
@@ -64,7 +67,10 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	ecfg := cluster.EtcdClientConfig(endpoints, zap.NewNop())
+	ecfg, err := etcdClientTLS(cluster.EtcdClientConfig(endpoints, zap.NewNop()), tlsFiles)
+	if err != nil {
+		return err
+	}
 	ecfg.DialTimeout = *timeout
 	cli, err := clientv3.New(ecfg)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -119,5 +120,59 @@ func TestCoordinatorAndEtcdFlags(t *testing.T) {
 		if code != tc.code || !strings.Contains(out.String()+errb.String(), tc.want) {
 			t.Errorf("%v: exit %d, want %d with %q:\n%s%s", tc.args, code, tc.code, tc.want, out.String(), errb.String())
 		}
+	}
+}
+
+// status reaches a TLS etcd with auth on (as compose and Kubernetes run it)
+// with a reader's certificate from --tls-dir; without one, or with files
+// that are not there, it says which flag and exits 2.
+func TestStatusOverTLS(t *testing.T) {
+	const run = "r1"
+	dir, certs := t.TempDir(), t.TempDir()
+	if err := localCerts(certs, run, 1); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	etcd, err := startLocalEtcd(ctx, dir, certs, run, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer etcd.Close()
+	ep := etcd.Endpoints()[0]
+	if !strings.HasPrefix(ep, "https://") {
+		t.Fatalf("local etcd endpoint %q is not TLS", ep)
+	}
+	status := func(args ...string) (string, int) {
+		var out, errb bytes.Buffer
+		code := mainErr(append([]string{"status", "--run", run, "--timeout", "5s"}, args...), &out, &errb)
+		return out.String() + errb.String(), code
+	}
+	reader := filepath.Join(certs, "client", localClientID)
+	if out, code := status("--etcd", ep, "--tls-dir", reader); code != 0 || !strings.Contains(out, "none (no coordinator") {
+		t.Fatalf("status with the reader's certificate: exit %d\n%s", code, out)
+	}
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--etcd", ep}, []string{"--etcd " + ep, "--tls-dir"}},
+		{[]string{"--etcd", ep, "--tls-dir", filepath.Join(certs, "nope")}, []string{"--tls-dir", "nope", "ringtrain certs"}},
+		{[]string{"--etcd", ep, "--tls-cert", filepath.Join(reader, "cert.pem")}, []string{"--tls-key is not set"}},
+		{[]string{"--etcd", strings.TrimPrefix(ep, "https://"), "--tls-dir", reader}, []string{"plaintext", "https://"}},
+	} {
+		out, code := status(tc.args...)
+		if code != 2 || strings.Count(strings.TrimSpace(out), "\n") != 0 {
+			t.Errorf("status %v: exit %d, want 2 and one line:\n%s", tc.args, code, out)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("status %v: %q does not say %q", tc.args, out, w)
+			}
+		}
+	}
+	// A plaintext client gets nothing from it.
+	if out, code := status("--etcd", "http://"+strings.TrimPrefix(ep, "https://"), "--timeout", "2s"); code == 0 {
+		t.Fatalf("status in plaintext against the TLS etcd succeeded:\n%s", out)
 	}
 }

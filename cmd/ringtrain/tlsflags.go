@@ -3,7 +3,11 @@ package main
 import (
 	"flag"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/ringtrain/ringtrain/cluster"
 	"github.com/ringtrain/ringtrain/internal/pki"
+	"github.com/ringtrain/ringtrain/internal/usage"
 )
 
 // registerTLSFlags adds --tls-dir, --tls-cert, --tls-key and --tls-ca,
@@ -38,4 +42,32 @@ func registerTLSFlags(fs *flag.FlagSet, f *pki.Files, role pki.Role) {
 			return nil
 		})
 	}
+}
+
+// etcdClientTLS sets cfg up for a tool's etcd client (status): with
+// https:// endpoints, mutual TLS with f's certificate, whose name is the
+// tool's etcd user (a client the coordinators' --etcd-clients names, or a
+// coordinator's own); plaintext otherwise. A missing or unreadable
+// certificate is a usage error naming the flag, the value and the fix.
+func etcdClientTLS(cfg clientv3.Config, f pki.Files) (clientv3.Config, error) {
+	if !cluster.EtcdWantsTLS(cfg.Endpoints) {
+		if f != (pki.Files{}) {
+			return cfg, usage.Errorf("--tls-dir is given but --etcd %s is plaintext; give https:// endpoints (etcd with --client-cert-auth) or drop --tls-dir",
+				(*etcdFlag)(&cfg.Endpoints).String())
+		}
+		return cfg, nil
+	}
+	if f == (pki.Files{}) {
+		return cluster.SecureEtcd(cfg, nil, "--tls-dir DIR/client/NAME (as 'ringtrain certs --clients NAME' writes it)")
+	}
+	for _, x := range [][2]string{{"--tls-cert", f.Cert}, {"--tls-key", f.Key}, {"--tls-ca", f.CA}} {
+		if x[1] == "" {
+			return cfg, usage.Errorf("%s is not set; give it, or --tls-dir DIR/client/NAME with cert.pem, key.pem and ca.pem", x[0])
+		}
+	}
+	src, err := pki.NewSource(f)
+	if err != nil {
+		return cfg, usage.Errorf("--tls-dir (--tls-cert %s): %v; give a client's directory as 'ringtrain certs --out DIR --clients NAME' writes it (DIR/client/NAME)", f.Cert, err)
+	}
+	return cluster.SecureEtcd(cfg, src, "--tls-dir")
 }
