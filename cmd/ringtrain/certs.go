@@ -45,6 +45,8 @@ a worker needs only ca.pem, the token and the gossip key:
   --enroll-token                 also write DIR/enroll.token (0600), the bootstrap token
   --gossip-key                   also write DIR/gossip.key (0600), the run's gossip key
   --worker-out DIR2              copy ca.pem, enroll.token and gossip.key to DIR2 for the workers
+  --etcd-out DIR4                copy the etcd members' etcd-server/<m> and etcd-peer/<m>
+                                 directories (--etcd-members) to DIR4 for the etcd containers
   --root-key-dir DIR3            write the root's key to DIR3/root-key.pem instead of
                                  DIR/ca/root-key.pem, so that DIR can be mounted where
                                  coordinators run without it
@@ -70,6 +72,7 @@ type certsFlags struct {
 	enrollToken  bool
 	gossipKey    bool
 	workerOut    string
+	etcdOut      string
 	rootKeyDir   string
 }
 
@@ -103,6 +106,8 @@ func (c *certsFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.enrollToken, "enroll-token", false, "also write DIR/"+enrollTokenFile+", the bootstrap token workers enroll with (kept if present)")
 	fs.BoolVar(&c.gossipKey, "gossip-key", false, "also write DIR/"+gossipKeyFile+", the run's gossip key (kept if present)")
 	fs.StringVar(&c.workerOut, "worker-out", "", "copy what an enrolling worker needs (ca.pem and, when written, "+enrollTokenFile+" and "+gossipKeyFile+") to this directory")
+	fs.StringVar(&c.etcdOut, "etcd-out", "", "copy the --etcd-members' etcd-server and etcd-peer directories (the same layout) to this directory,\n"+
+		"for the etcd containers, which then mount nothing else")
 	fs.StringVar(&c.rootKeyDir, "root-key-dir", "", "write a new root key to this directory ("+rootKeyName+") instead of DIR/"+pki.RootKeyFile)
 }
 
@@ -146,6 +151,8 @@ func runCerts(ctx context.Context, e *env, args []string) error {
 		return usage.Errorf("--out is required: the directory to write, e.g. --out certs")
 	case c.workers < 0:
 		return usage.Errorf("--workers %d must not be negative", c.workers)
+	case c.etcdOut != "" && len(c.etcdMembers) == 0:
+		return usage.Errorf("--etcd-out %s copies the etcd members' certificates; give --etcd-members too, e.g. --etcd-members etcd", c.etcdOut)
 	case c.leafTTL < time.Minute:
 		return usage.Errorf("--leaf-ttl %v is too short; give at least 1m, e.g. --leaf-ttl 24h", c.leafTTL)
 	}
@@ -168,6 +175,13 @@ func runCerts(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	files = append(files, etcdFiles...)
+	if c.etcdOut != "" {
+		copies, err := c.copyEtcd()
+		if err != nil {
+			return err
+		}
+		files = append(files, copies...)
+	}
 	if reused {
 		fmt.Fprintf(e.stderr, "ringtrain certs: reusing the CA in %s\n", c.out)
 	}
@@ -323,6 +337,29 @@ func localCerts(dir, run string, n int) error {
 
 // localLeafTTL outlasts any local run; the CA dies with its directory.
 const localLeafTTL = 30 * 24 * time.Hour
+
+// copyEtcd copies each --etcd-members member's etcd-server and etcd-peer
+// directories from c.out to c.etcdOut, overwriting; it returns the copies.
+func (c *certsFlags) copyEtcd() ([]pki.File, error) {
+	var copies []pki.File
+	for _, m := range c.etcdMembers {
+		for _, role := range []pki.Role{pki.RoleEtcdServer, pki.RoleEtcdPeer} {
+			id := pki.Identity{Run: c.run, Role: role, ID: m}
+			src, dst := pki.DirFiles(pki.LeafDir(c.out, id)), pki.DirFiles(pki.LeafDir(c.etcdOut, id))
+			for _, f := range []struct {
+				from, to string
+				mode     fs.FileMode
+			}{{src.Cert, dst.Cert, 0o644}, {src.Key, dst.Key, 0o600}, {src.CA, dst.CA, 0o644}} {
+				b, err := os.ReadFile(f.from)
+				if err != nil {
+					return nil, err
+				}
+				copies = append(copies, pki.File{Path: f.to, Data: b, Mode: f.mode})
+			}
+		}
+	}
+	return copies, pki.WriteFiles(copies, true)
+}
 
 // issueEtcd issues, with the CA now in c.out, an etcd-server and an
 // etcd-peer certificate per --etcd-members name, for that name and every

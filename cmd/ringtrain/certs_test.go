@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/tls"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -152,5 +153,43 @@ func TestCertsEtcdMembers(t *testing.T) {
 				t.Fatalf("%s/%s: CN %q, DNS %v, IPs %v", role, m, leaf.Subject.CommonName, leaf.DNSNames, leaf.IPAddresses)
 			}
 		}
+	}
+}
+
+// --etcd-out copies the members' etcd-server and etcd-peer directories,
+// and only those, for the etcd containers (compose's certs-etcd volume).
+func TestCertsEtcdOut(t *testing.T) {
+	tmp := t.TempDir()
+	dir, etcdDir := filepath.Join(tmp, "certs"), filepath.Join(tmp, "etcd")
+	code, _, errs := runCLI("certs", "--out", dir, "--run", "r1", "--coordinators", "c1", "--etcd-members", "etcd", "--etcd-out", etcdDir)
+	if code != 0 {
+		t.Fatalf("certs: exit %d: %s", code, errs)
+	}
+	var got []string
+	filepath.WalkDir(etcdDir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			rel, _ := filepath.Rel(etcdDir, p)
+			got = append(got, rel)
+		}
+		return err
+	})
+	want := []string{"etcd-peer/etcd/ca.pem", "etcd-peer/etcd/cert.pem", "etcd-peer/etcd/key.pem",
+		"etcd-server/etcd/ca.pem", "etcd-server/etcd/cert.pem", "etcd-server/etcd/key.pem"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("--etcd-out holds %v, want %v", got, want)
+	}
+	for _, f := range want {
+		a, _ := os.ReadFile(filepath.Join(dir, f))
+		b, _ := os.ReadFile(filepath.Join(etcdDir, f))
+		if len(a) == 0 || string(a) != string(b) {
+			t.Errorf("%s: the copy differs from --out's", f)
+		}
+	}
+	if st, err := os.Stat(filepath.Join(etcdDir, "etcd-server/etcd/key.pem")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("the copied key: %v, %v; want mode 0600", st, err)
+	}
+	code, _, errs = runCLI("certs", "--out", dir, "--run", "r1", "--etcd-out", etcdDir)
+	if code != 2 || !strings.Contains(errs, "--etcd-members") {
+		t.Errorf("--etcd-out without --etcd-members: exit %d, %q; want 2 naming --etcd-members", code, errs)
 	}
 }
