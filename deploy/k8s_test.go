@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -439,9 +440,12 @@ func checkSecurity(t *testing.T, where string, pod *corev1.PodSecurityContext, s
 }
 
 // checkForeign checks cert-manager objects: every Certificate names an
-// Issuer of the render, is a CA with the run's organizational unit (what
-// --ca-dir loads), and its Secret is what the coordinators mount — and
-// only they, never the workers, who must not hold a signing key.
+// Issuer of the render and has the run's organizational unit. A CA (the
+// run's intermediate, what --ca-dir loads) has a Secret that the
+// coordinators mount — and only they, never the workers, who must not hold
+// a signing key. Any other Certificate is etcd's: a ringtrain identity
+// (spiffe://ringtrain/<run>/etcd-server/...) for servers and clients, whose
+// Secret only the etcd pods mount.
 func (c *k8sChecker) checkForeign(objs []*unstructured.Unstructured) {
 	t := c.t
 	issuers := map[string]bool{}
@@ -464,17 +468,49 @@ func (c *k8sChecker) checkForeign(objs []*unstructured.Unstructured) {
 		if !issuers[kind+"/"+name] {
 			t.Errorf("%s: issuerRef %s/%s is not in the render", where, kind, name)
 		}
-		if isCA, _, _ := unstructured.NestedBool(o.Object, "spec", "isCA"); !isCA {
-			t.Errorf("%s: want isCA: the run's intermediate", where)
-		}
-		if ous, _, _ := unstructured.NestedStringSlice(o.Object, "spec", "subject", "organizationalUnits"); len(ous) != 1 {
+		ous, _, _ := unstructured.NestedStringSlice(o.Object, "spec", "subject", "organizationalUnits")
+		if len(ous) != 1 {
 			t.Errorf("%s: subject.organizationalUnits must be the run's name alone, got %v", where, ous)
 		}
 		secret, _, _ := unstructured.NestedString(o.Object, "spec", "secretName")
+		mountedBy := "coordinator"
+		if isCA, _, _ := unstructured.NestedBool(o.Object, "spec", "isCA"); !isCA {
+			mountedBy = "etcd"
+			c.checkEtcdCertificate(where, o, ous)
+		}
 		for _, w := range c.workloads {
 			comp := w.template.Labels["app.kubernetes.io/component"]
-			if mounts := mountsSecret(w.template.Spec, secret); mounts != (comp == "coordinator") {
-				t.Errorf("%s: Secret %s mounted by %s: %v; want the coordinators only", where, secret, w, mounts)
+			if mounts := mountsSecret(w.template.Spec, secret); mounts != (comp == mountedBy) {
+				t.Errorf("%s: Secret %s mounted by %s: %v; want the %s pods only", where, secret, w, mounts, mountedBy)
+			}
+		}
+	}
+}
+
+// checkEtcdCertificate checks a cert-manager Certificate that is not a CA:
+// etcd's, used for clients and peers, naming a ringtrain identity of the
+// run (which ringtrain's etcd clients check) and every etcd member's host
+// name (which etcd's peers check).
+func (c *k8sChecker) checkEtcdCertificate(where string, o *unstructured.Unstructured, ous []string) {
+	t := c.t
+	uris, _, _ := unstructured.NestedStringSlice(o.Object, "spec", "uris")
+	if len(ous) != 1 || len(uris) != 1 || !strings.HasPrefix(uris[0], "spiffe://ringtrain/"+ous[0]+"/etcd-server/") {
+		t.Errorf("%s: a certificate that is not a CA must be etcd's, with the URI spiffe://ringtrain/<run>/etcd-server/<name>; got %v (run %v)", where, uris, ous)
+	}
+	usages, _, _ := unstructured.NestedStringSlice(o.Object, "spec", "usages")
+	for _, u := range []string{"server auth", "client auth"} {
+		if !slices.Contains(usages, u) {
+			t.Errorf("%s: usages %v lack %q (etcd's members are servers and, to each other, clients)", where, usages, u)
+		}
+	}
+	dns, _, _ := unstructured.NestedStringSlice(o.Object, "spec", "dnsNames")
+	for _, w := range c.workloads {
+		if w.sts == nil || w.template.Labels["app.kubernetes.io/component"] != "etcd" {
+			continue
+		}
+		for i := range int(w.replicas) {
+			if h := fmt.Sprintf("%s-%d.%s", w.name, i, w.sts.Spec.ServiceName); !slices.Contains(dns, h) {
+				t.Errorf("%s: dnsNames %v lack the member %s", where, dns, h)
 			}
 		}
 	}
@@ -593,6 +629,7 @@ func (c *k8sChecker) checkRingtrainRole(w workload, where, sub string, p parsedA
 				t.Errorf("%s: coordinator without --%s", where, f)
 			}
 		}
+		checkProvisioner(t, where, p)
 		// A coordinator's --checkpoint-dir only shows the workers'
 		// checkpoints on its dashboard: it must be where they are.
 		if dir, ok := p.Flags["checkpoint-dir"]; ok && mounts[dir] == "" {
@@ -721,6 +758,7 @@ func (c *k8sChecker) checkEtcdTopology() {
 		t.Errorf("%s: podManagementPolicy must be Parallel: with OrderedReady etcd-0 waits for a quorum that cannot form", etcd)
 	}
 	p := checkEtcdArgs(t, etcd.String(), ctr.Args, etcdFlags(t))
+	checkEtcdSecure(t, etcd.String(), p, func(file string) bool { return mountedFromSecret(etcd.template.Spec, ctr, file) })
 	if p.Flags["name"] != "$(POD_NAME)" {
 		t.Errorf("%s: --name must be $(POD_NAME), got %q", etcd, p.Flags["name"])
 	}
@@ -739,8 +777,8 @@ func (c *k8sChecker) checkEtcdTopology() {
 		name, u, _ := strings.Cut(m, "=")
 		want := fmt.Sprintf("%s-%d", etcd.name, i)
 		pu, err := url.Parse(u)
-		if name != want || err != nil || !strings.HasPrefix(pu.Host, want+"."+svc) || pu.Port() != "2380" {
-			t.Errorf("%s: --initial-cluster member %d is %q, want %s=http://%s.%s:2380", etcd, i, m, want, want, svc)
+		if name != want || err != nil || pu.Scheme != "https" || !strings.HasPrefix(pu.Host, want+"."+svc) || pu.Port() != "2380" {
+			t.Errorf("%s: --initial-cluster member %d is %q, want %s=https://%s.%s:2380", etcd, i, m, want, want, svc)
 		}
 		hosts[want+"."+svc] = true
 	}
@@ -757,11 +795,37 @@ func (c *k8sChecker) checkEtcdTopology() {
 				}
 				for _, ep := range strings.Split(v, ",") {
 					u, err := url.Parse(ep)
-					if err != nil || !hosts[u.Hostname()] || u.Port() != "2379" {
-						t.Errorf("%s: --etcd endpoint %q is not the client URL of an etcd member %v", w, ep, sortedKeys(hosts))
+					if err != nil || !hosts[u.Hostname()] || u.Port() != "2379" || u.Scheme != "https" {
+						t.Errorf("%s: --etcd endpoint %q is not the https:// client URL of an etcd member %v", w, ep, sortedKeys(hosts))
 					}
 				}
 			}
 		}
 	}
+}
+
+// mountedFromSecret reports whether file lies on a volume of ctr that comes
+// from a Secret (directly or projected).
+func mountedFromSecret(spec corev1.PodSpec, ctr corev1.Container, file string) bool {
+	for _, m := range ctr.VolumeMounts {
+		if !strings.HasPrefix(file, strings.TrimSuffix(m.MountPath, "/")+"/") {
+			continue
+		}
+		for _, v := range spec.Volumes {
+			if v.Name != m.Name {
+				continue
+			}
+			if v.Secret != nil {
+				return true
+			}
+			if v.Projected != nil {
+				for _, src := range v.Projected.Sources {
+					if src.Secret != nil {
+						return true
+					}
+				}
+			}
+		}
+	}
+	return false
 }
