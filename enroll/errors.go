@@ -5,6 +5,9 @@ import "errors"
 var (
 	// ErrBadToken: a first enrollment with a wrong or missing token.
 	ErrBadToken = errors.New("enroll: bad bootstrap token")
+	// ErrTooManyBadTokens: the caller's address sent MaxBadTokens wrong
+	// tokens within BadTokenWindow; its token enrollments wait that long.
+	ErrTooManyBadTokens = errors.New("enroll: too many wrong bootstrap tokens")
 	// ErrBadID: a worker ID that cannot be a certificate's identity.
 	ErrBadID = errors.New("enroll: invalid worker ID")
 	// ErrLive: a live worker holds the ID asked for.

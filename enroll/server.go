@@ -56,8 +56,9 @@ type ServerConfig struct {
 // presented (pki.Source.OptionalClientServerConfig).
 type Server struct {
 	ringtrainpb.UnimplementedEnrollmentServer
-	cfg ServerConfig
-	log *zap.Logger
+	cfg   ServerConfig
+	log   *zap.Logger
+	limit *tokenLimiter // wrong bootstrap tokens per peer address
 }
 
 var _ ringtrainpb.EnrollmentServer = (*Server)(nil)
@@ -71,12 +72,13 @@ func NewServer(cfg ServerConfig) *Server {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Server{cfg: cfg, log: log}
+	return &Server{cfg: cfg, log: log, limit: newTokenLimiter(time.Now)}
 }
 
 // Enroll issues a certificate, or refuses with the status codes of the
 // contract: PermissionDenied (token, identity, run), InvalidArgument (ID,
-// request), AlreadyExists (a live worker holds the ID), Unavailable (not
+// request), AlreadyExists (a live worker holds the ID), ResourceExhausted
+// (too many wrong tokens from the caller's address), Unavailable (not
 // the leader, etcd unreachable, the worker's etcd user not provisioned).
 func (s *Server) Enroll(ctx context.Context, req *ringtrainpb.EnrollRequest) (*ringtrainpb.EnrollResponse, error) {
 	id := req.GetWorkerId()
@@ -101,10 +103,16 @@ func (s *Server) Enroll(ctx context.Context, req *ringtrainpb.EnrollRequest) (*r
 			return nil, status.Errorf(codes.PermissionDenied, "enroll: %s of run %q cannot renew worker:%s", peer, peer.Run, id)
 		}
 	} else {
+		addr := peerHost(ctx)
+		if wait := s.limit.wait(addr); wait > 0 {
+			return nil, status.Errorf(codes.ResourceExhausted, "%v from %s; retry in %v", ErrTooManyBadTokens, addr, wait.Round(time.Second))
+		}
 		if s.cfg.Token == "" || subtle.ConstantTimeCompare([]byte(req.GetToken()), []byte(s.cfg.Token)) != 1 {
-			log.Warn("enrollment refused: bad bootstrap token")
+			s.limit.bad(addr)
+			log.Warn("enrollment refused: bad bootstrap token", zap.String("from", addr))
 			return nil, status.Errorf(codes.PermissionDenied, "%v: give the run's token (--enroll-token-file)", ErrBadToken)
 		}
+		s.limit.good(addr)
 		live, err := s.cfg.Live(ctx, id)
 		if err != nil {
 			return nil, status.Errorf(codes.Unavailable, "enroll: cannot tell whether worker %q is live: %v", id, err)
