@@ -46,7 +46,8 @@ a worker needs only ca.pem, the token and the gossip key:
   --gossip-key                   also write DIR/gossip.key (0600), the run's gossip key
   --worker-out DIR2              copy ca.pem, enroll.token and gossip.key to DIR2 for the workers
   --etcd-out DIR4                copy the etcd members' etcd-server/<m> and etcd-peer/<m>
-                                 directories (--etcd-members) to DIR4 for the etcd containers
+                                 directories (--etcd-members), and the --clients' client/<name>,
+                                 to DIR4 for the etcd containers
   --root-key-dir DIR3            write the root's key to DIR3/root-key.pem instead of
                                  DIR/ca/root-key.pem, so that DIR can be mounted where
                                  coordinators run without it
@@ -106,8 +107,8 @@ func (c *certsFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.enrollToken, "enroll-token", false, "also write DIR/"+enrollTokenFile+", the bootstrap token workers enroll with (kept if present)")
 	fs.BoolVar(&c.gossipKey, "gossip-key", false, "also write DIR/"+gossipKeyFile+", the run's gossip key (kept if present)")
 	fs.StringVar(&c.workerOut, "worker-out", "", "copy what an enrolling worker needs (ca.pem and, when written, "+enrollTokenFile+" and "+gossipKeyFile+") to this directory")
-	fs.StringVar(&c.etcdOut, "etcd-out", "", "copy the --etcd-members' etcd-server and etcd-peer directories (the same layout) to this directory,\n"+
-		"for the etcd containers, which then mount nothing else")
+	fs.StringVar(&c.etcdOut, "etcd-out", "", "copy the --etcd-members' etcd-server and etcd-peer directories and the --clients' (readers, for etcdctl\n"+
+		"beside etcd, which holds what they read anyway) to this directory in the same layout, for the etcd containers")
 	fs.StringVar(&c.rootKeyDir, "root-key-dir", "", "write a new root key to this directory ("+rootKeyName+") instead of DIR/"+pki.RootKeyFile)
 }
 
@@ -339,23 +340,28 @@ func localCerts(dir, run string, n int) error {
 const localLeafTTL = 30 * 24 * time.Hour
 
 // copyEtcd copies each --etcd-members member's etcd-server and etcd-peer
-// directories from c.out to c.etcdOut, overwriting; it returns the copies.
+// directories, and each --clients client's, from c.out to c.etcdOut,
+// overwriting; it returns the copies.
 func (c *certsFlags) copyEtcd() ([]pki.File, error) {
-	var copies []pki.File
+	var ids []pki.Identity
 	for _, m := range c.etcdMembers {
-		for _, role := range []pki.Role{pki.RoleEtcdServer, pki.RoleEtcdPeer} {
-			id := pki.Identity{Run: c.run, Role: role, ID: m}
-			src, dst := pki.DirFiles(pki.LeafDir(c.out, id)), pki.DirFiles(pki.LeafDir(c.etcdOut, id))
-			for _, f := range []struct {
-				from, to string
-				mode     fs.FileMode
-			}{{src.Cert, dst.Cert, 0o644}, {src.Key, dst.Key, 0o600}, {src.CA, dst.CA, 0o644}} {
-				b, err := os.ReadFile(f.from)
-				if err != nil {
-					return nil, err
-				}
-				copies = append(copies, pki.File{Path: f.to, Data: b, Mode: f.mode})
+		ids = append(ids, pki.Identity{Run: c.run, Role: pki.RoleEtcdServer, ID: m}, pki.Identity{Run: c.run, Role: pki.RoleEtcdPeer, ID: m})
+	}
+	for _, n := range c.clients {
+		ids = append(ids, pki.Identity{Run: c.run, Role: pki.RoleClient, ID: n})
+	}
+	var copies []pki.File
+	for _, id := range ids {
+		src, dst := pki.DirFiles(pki.LeafDir(c.out, id)), pki.DirFiles(pki.LeafDir(c.etcdOut, id))
+		for _, f := range []struct {
+			from, to string
+			mode     fs.FileMode
+		}{{src.Cert, dst.Cert, 0o644}, {src.Key, dst.Key, 0o600}, {src.CA, dst.CA, 0o644}} {
+			b, err := os.ReadFile(f.from)
+			if err != nil {
+				return nil, err
 			}
+			copies = append(copies, pki.File{Path: f.to, Data: b, Mode: f.mode})
 		}
 	}
 	return copies, pki.WriteFiles(copies, true)

@@ -156,12 +156,13 @@ func TestCertsEtcdMembers(t *testing.T) {
 	}
 }
 
-// --etcd-out copies the members' etcd-server and etcd-peer directories,
-// and only those, for the etcd containers (compose's certs-etcd volume).
+// --etcd-out copies the members' etcd-server and etcd-peer directories and
+// the clients', and only those, for the etcd containers (compose's
+// certs-etcd volume).
 func TestCertsEtcdOut(t *testing.T) {
 	tmp := t.TempDir()
 	dir, etcdDir := filepath.Join(tmp, "certs"), filepath.Join(tmp, "etcd")
-	code, _, errs := runCLI("certs", "--out", dir, "--run", "r1", "--coordinators", "c1", "--etcd-members", "etcd", "--etcd-out", etcdDir)
+	code, _, errs := runCLI("certs", "--out", dir, "--run", "r1", "--coordinators", "c1", "--clients", "ops", "--etcd-members", "etcd", "--etcd-out", etcdDir)
 	if code != 0 {
 		t.Fatalf("certs: exit %d: %s", code, errs)
 	}
@@ -173,7 +174,7 @@ func TestCertsEtcdOut(t *testing.T) {
 		}
 		return err
 	})
-	want := []string{"etcd-peer/etcd/ca.pem", "etcd-peer/etcd/cert.pem", "etcd-peer/etcd/key.pem",
+	want := []string{"client/ops/ca.pem", "client/ops/cert.pem", "client/ops/key.pem", "etcd-peer/etcd/ca.pem", "etcd-peer/etcd/cert.pem", "etcd-peer/etcd/key.pem",
 		"etcd-server/etcd/ca.pem", "etcd-server/etcd/cert.pem", "etcd-server/etcd/key.pem"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("--etcd-out holds %v, want %v", got, want)
