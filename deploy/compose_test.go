@@ -156,7 +156,9 @@ func TestCompose(t *testing.T) {
 		switch {
 		case strings.HasSuffix(repo, "ringtrain-etcd") || strings.HasSuffix(repo, "/etcd"):
 			roles["etcd"] = append(roles["etcd"], name)
-			fl := checkEtcdArgs(t, where, args, etcdFS).Flags
+			ep := checkEtcdArgs(t, where, args, etcdFS)
+			checkEtcdSecure(t, where, ep, func(file string) bool { return underMount(file, mounts, certsVolumes(t, p)) })
+			fl := ep.Flags
 			if fl["name"] == "" || !strings.Contains(fl["initial-cluster"], fl["name"]+"=") {
 				t.Errorf("%s: --name %q is not in --initial-cluster %q", where, fl["name"], fl["initial-cluster"])
 			}
@@ -200,6 +202,30 @@ func TestCompose(t *testing.T) {
 	}
 }
 
+// certsVolumes are the named volumes the one-shot `ringtrain certs`
+// service fills: where the run's secrets live.
+func certsVolumes(t *testing.T, p composeProject) map[string]any {
+	t.Helper()
+	out := map[string]any{}
+	for name, s := range p.Services {
+		if args := stringList(t, name, s.Command); len(args) == 0 || args[0] != "certs" {
+			continue
+		}
+		for _, v := range s.Volumes {
+			if spec, ok := v.(string); ok {
+				src, _, _ := strings.Cut(spec, ":")
+				if _, named := p.Volumes[src]; named {
+					out[src] = p.Volumes[src]
+				}
+			}
+		}
+	}
+	if len(out) == 0 {
+		t.Errorf("%s: no service runs `ringtrain certs` into a named volume", composeFile)
+	}
+	return out
+}
+
 // underMount reports whether path lies on a named volume's mount.
 func underMount(path string, mounts map[string]string, named map[string]any) bool {
 	for target, src := range mounts {
@@ -224,6 +250,9 @@ func checkComposeRingtrain(t *testing.T, where, name, sub string, s composeServi
 	}
 	if !s.ReadOnly {
 		t.Errorf("%s: set read_only: true, as on Kubernetes (readOnlyRootFilesystem)", where)
+	}
+	if sub == "coordinator" {
+		checkProvisioner(t, where, fp)
 	}
 	if sub != "worker" {
 		// A coordinator's --checkpoint-dir only shows the workers'

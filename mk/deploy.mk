@@ -44,7 +44,7 @@ E := $(IMAGES_DIR)/etcd
 
 image-ringtrain: build-static
 	@rm -rf $(R) && mkdir -p $(R)/root/data/mnist $(R)/root/tmp $(R)/owned/checkpoints \
-	  $(R)/owned/certs $(R)/owned/certs-workers $(R)/owned/ca-root
+	  $(R)/owned/certs $(R)/owned/certs-workers $(R)/owned/certs-etcd $(R)/owned/ca-root
 	cp $(BIN)/ringtrain-static $(R)/root/ringtrain
 	@dir=$$($(GO) mod download -json $(MNIST_MOD) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$$/\1/p'); \
 	  if [ -z "$$dir" ] || ! ls "$$dir"/data/*-ubyte.gz >/dev/null 2>&1; then \
@@ -54,7 +54,7 @@ image-ringtrain: build-static
 	chmod 0755 $(R)/root/ringtrain $(R)/root/data $(R)/root/data/mnist $(R)/owned/checkpoints
 	chmod 0644 $(R)/root/data/mnist/*
 	chmod 1777 $(R)/root/tmp
-	chmod 0700 $(R)/owned/certs $(R)/owned/certs-workers $(R)/owned/ca-root
+	chmod 0700 $(R)/owned/certs $(R)/owned/certs-workers $(R)/owned/certs-etcd $(R)/owned/ca-root
 	cp deploy/docker/ringtrain.Dockerfile $(R)/Dockerfile
 	$(DOCKER) build --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) --build-arg DATE=$(DATE) \
 	  -t $(RINGTRAIN_IMAGE) $(R)

@@ -18,6 +18,7 @@ func TestChaosUsageErrors(t *testing.T) {
 		{[]string{"chaos", "--all", "--strike-step", "0"}, "--strike-step"},
 		{[]string{"chaos", "--all", "--target-accuracy", "2"}, "--target-accuracy"},
 		{[]string{"chaos", "--all", "--project", "Bad_Name"}, "--project"},
+		{[]string{"chaos", "--all", "--etcd-client", "ops/x"}, "--etcd-client"},
 	} {
 		code, _, errs := runCLI(tc.args...)
 		if code != 2 || !strings.Contains(errs, tc.want) || strings.Count(strings.TrimSpace(errs), "\n") != 0 {

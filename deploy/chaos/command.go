@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ringtrain/ringtrain/internal/pki"
 	"github.com/ringtrain/ringtrain/internal/usage"
 )
 
@@ -35,6 +36,7 @@ type chaosOptions struct {
 	logsDir     string
 	refCache    string
 	keep        bool
+	etcdClient  string
 }
 
 // chaosResult is what one scenario reports: one JSON line on stdout.
@@ -106,6 +108,8 @@ func Command(ctx context.Context, name string, args []string, stdout, stderr io.
 	fs.StringVar(&o.compose, "compose", os.Getenv("COMPOSE"), "the Compose command (default: `docker compose` if present, else docker-compose)")
 	fs.StringVar(&o.logsDir, "logs", "", "write each scenario's container logs and step log to this directory")
 	fs.StringVar(&o.refCache, "reference-cache", "", "keep each reference run's summary in this directory and reuse it in later invocations (same image ID, run file and arguments); default: this invocation only")
+	fs.StringVar(&o.etcdClient, "etcd-client", "ops", "the client certificate ('ringtrain certs --clients NAME', read by the coordinators' --etcd-clients) with which chaos\n"+
+		"follows the run in etcd over TLS, copied out of each project's certs volume (each project has its own CA)")
 	fs.BoolVar(&o.keep, "keep", false, "leave each project up afterwards for inspection (you must `down -v` it)")
 	if err := usage.ParseFlags(fs, args); err != nil {
 		return err
@@ -143,6 +147,8 @@ func Command(ctx context.Context, name string, args []string, stdout, stderr io.
 		return usage.Errorf("--timeout %v must be positive", o.timeout)
 	case o.outage <= 0:
 		return usage.Errorf("--outage %v must be positive", o.outage)
+	case (pki.Identity{Run: "x", Role: pki.RoleClient, ID: o.etcdClient}).Validate() != nil:
+		return usage.Errorf("--etcd-client %q cannot name a client certificate: use letters, digits, '-', '_' or '.', as given to 'ringtrain certs --clients' (default ops)", o.etcdClient)
 	}
 	if o.project == "" {
 		o.project = fmt.Sprintf("rtchaos-%06x", rand.Intn(1<<24))

@@ -4,7 +4,8 @@
 // Each scenario brings up its own compose project (docker-compose.yml plus
 // deploy/chaos/compose.yml, a unique -p name, so its own network and
 // volumes), follows the run in etcd (whose client port the override
-// publishes on 127.0.0.1) until it reaches the strike step, strikes (kill -9
+// publishes on 127.0.0.1; mutual TLS with a reader's certificate from the
+// project's certs volume: etcdtls.go) until it reaches the strike step, strikes (kill -9
 // a worker, kill the leader coordinator, docker pause, network disconnect,
 // etcd restart, a corrupt checkpoint, scaling), waits for the run to finish
 // and checks: the run finished every step, it ended with the parameters of
@@ -13,6 +14,8 @@
 // in the same image, trained once per invocation: reference.go), the
 // workers' step log has no gap and no repeat, and the replicas stayed
 // identical (same loss at every step of a generation on every rank, and the
-// coordinators' --hash-every never tripped). The project is removed with its
+// coordinators' --hash-every never tripped), and etcd refuses plaintext,
+// certificate-less clients and a worker's certificate writing the
+// generation. The project is removed with its
 // volumes afterwards, whatever happened, Ctrl-C included.
 package chaos

@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
 	"github.com/ringtrain/ringtrain/cluster"
@@ -185,12 +184,11 @@ func (r *chaosRun) execute(ctx context.Context) error {
 	if cs, err := r.containers(ctx, ""); err == nil {
 		r.learnNames(cs)
 	}
-	cfg := cluster.EtcdClientConfig([]string{fmt.Sprintf("http://127.0.0.1:%d", ports[0])}, zap.NewNop())
-	ecli, err := clientv3.New(cfg)
+	ecli, closeEtcd, err := r.etcdClient(ctx, fmt.Sprintf("https://127.0.0.1:%d", ports[0]))
 	if err != nil {
-		return fmt.Errorf("etcd client: %w", err)
+		return err
 	}
-	defer ecli.Close()
+	defer closeEtcd()
 	r.cli = cluster.NewClient(ecli, r.o.run, zap.NewNop())
 	fctx, stopFollow := context.WithCancel(ctx)
 	defer stopFollow()
@@ -226,6 +224,13 @@ func (r *chaosRun) execute(ctx context.Context) error {
 	// Workers exit once the run is done; their step log lines are then all written.
 	if err := r.waitExited(ctx, 60*time.Second); err != nil {
 		r.note("%v", err)
+	}
+	// After the run, so that the check never delays the strike.
+	if g := r.snapshot().lastGen; len(g.Members) > 0 {
+		if err := r.checkEtcdLocked(ctx, ports[0], g.Members[0].ID); err != nil {
+			return fmt.Errorf("etcd's TLS and RBAC: %w", err)
+		}
+		r.note("etcd refused a plaintext client, a TLS client without a certificate, and %s's certificate writing the generation", r.names([]string{g.Members[0].ID})[0])
 	}
 	return r.checkAll(ctx, sum)
 }

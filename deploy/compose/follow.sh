@@ -17,13 +17,19 @@ timeout=${UP_TIMEOUT:-3600}
 poll=${POLL:-5}
 prefix=/ringtrain/$run
 
-etcdget() { $COMPOSE exec -T etcd etcdctl get --print-value-only "$prefix/$1" 2>/dev/null; }
+# etcd serves mutual TLS only: etcdctl reads as the `ops` client, whose
+# certificate the certs service copies beside etcd's own.
+ops=/certs/client/ops
+etcdget() {
+	$COMPOSE exec -T etcd etcdctl --endpoints=https://127.0.0.1:2379 --cacert=$ops/ca.pem --cert=$ops/cert.pem --key=$ops/key.pem \
+		get --print-value-only "$prefix/$1" 2>/dev/null
+}
 
 # status prints `ringtrain status` from a running coordinator, or the raw
 # progress record from etcd while no coordinator answers.
 status() {
 	for c in coordinator-1 coordinator-2; do
-		if out=$($COMPOSE exec -T "$c" /ringtrain status --etcd http://etcd:2379 --run "$run" 2>&1); then
+		if out=$($COMPOSE exec -T "$c" /ringtrain status --etcd https://etcd:2379 --tls-dir /certs/client/ops --run "$run" 2>&1); then
 			printf '%s\n' "$out"
 			return
 		fi
