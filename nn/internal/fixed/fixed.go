@@ -1,0 +1,146 @@
+// Package fixed computes the weight gradient of a dense layer over several
+// micro-shards straight into fixed point, for exact training: for each
+// micro-shard the float32 gradient Δᵀ·A of its rows, then each value scaled
+// by a power of two and rounded to an integer, the integers summed over the
+// micro-shards — in one pass, the float32 tile never leaving the registers.
+//
+// The float32 value of a micro-shard is one chain of fused multiply-adds
+// from zero over its rows in order, what the pure-Go GEMM kernels compute
+// for the same product (the tests compare the two, bit for bit), and the
+// rounding is to nearest, ties to even; so the integers are those of a GEMM
+// per micro-shard followed by a conversion, at a fraction of the memory
+// traffic. It runs where the CPU has AVX-512 (Kernel says so); elsewhere
+// callers take that longer way.
+package fixed
+
+import (
+	"fmt"
+	"os"
+)
+
+// kernel is the kernel's name, "" where this CPU has none or KernelEnv
+// turned it off.
+var kernel = chooseKernel(os.Getenv(KernelEnv))
+
+func chooseKernel(env string) string {
+	if env == "off" || !haveAVX512() {
+		return ""
+	}
+	return "avx512"
+}
+
+// KernelEnvError reports a KernelEnv value this process cannot honour — not
+// "off" or "avx512", or "avx512" on a CPU without AVX-512F and DQ — as one
+// line naming the variable, the value and the valid values; nil when it is
+// unset or honoured.
+func KernelEnvError() error {
+	switch v := os.Getenv(KernelEnv); {
+	case v == "" || v == "off":
+		return nil
+	case v == "avx512" && haveAVX512():
+		return nil
+	case v == "avx512":
+		return fmt.Errorf("%s=avx512: this CPU lacks AVX-512F or AVX-512DQ; unset it (exact training then computes a float32 gradient per micro-shard) or set it to off", KernelEnv)
+	default:
+		return fmt.Errorf("%s=%q is not a fixed-point kernel; use avx512 or off, or unset it", KernelEnv, v)
+	}
+}
+
+// KernelEnv, set to "off", makes Kernel report none, so that exact training
+// takes the GEMM-per-micro-shard way (to measure or test it).
+const KernelEnv = "RINGTRAIN_FIXED_KERNEL"
+
+// Kernel names the kernel WeightGrad runs on this CPU ("avx512"), or "" when
+// there is none and WeightGrad must not be called.
+func Kernel() string { return kernel }
+
+// Tile sizes of the kernel: rows of the gradient (the layer's outputs) by
+// columns (its inputs).
+const (
+	tileRows = 4
+	tileCols = 32
+)
+
+// Scratch holds WeightGrad's padded copies for the edges; reuse one to
+// allocate nothing in steady state.
+type Scratch struct {
+	d, a []float32
+	acc  [tileRows * tileCols]int64
+}
+
+// WeightGrad sets acc[o·inW + i], for o < outW and i < inW, to
+//
+//	Σ_m round(2^shift · Σ_{r ∈ m} d[r·outW + o] · a[r·inW + i])
+//
+// where micro-shard m is the next rows[m] rows of d ([Σrows, outW], the
+// layer's deltas) and a ([Σrows, inW], its inputs), the inner sum float32
+// (fused multiply-adds from zero, in order of r), the product by 2^shift
+// exact and the rounding to nearest, ties to even. Every scaled value must
+// be below 2^51 in magnitude and their sum below 2^63 (the caller's
+// exponent bound ensures both).
+func WeightGrad(acc []int64, d []float32, outW int, a []float32, inW int, rows []int32, shift int, s *Scratch) {
+	if kernel == "" {
+		panic("fixed: WeightGrad without a kernel; check Kernel() first")
+	}
+	total := 0
+	for _, r := range rows {
+		total += int(r)
+	}
+	if len(d) < total*outW || len(a) < total*inW || len(acc) < outW*inW {
+		panic(fmt.Sprintf("fixed: WeightGrad: %d rows of %d×%d need len(d) ≥ %d (have %d), len(a) ≥ %d (have %d), len(acc) ≥ %d (have %d)",
+			total, outW, inW, total*outW, len(d), total*inW, len(a), outW*inW, len(acc)))
+	}
+	if total == 0 || len(rows) == 0 {
+		clear(acc[:outW*inW])
+		return
+	}
+	sh := float32(shift)
+	fullO := outW / tileRows * tileRows
+	fullI := inW / tileCols * tileCols
+	// Edges run on zero-padded copies: the padding's integers are zero and
+	// are not stored.
+	var dEdge, aEdge []float32
+	if fullO < outW {
+		s.d = grow(s.d, total*tileRows)
+		dEdge = s.d
+		for r := range total {
+			row := dEdge[r*tileRows : (r+1)*tileRows]
+			clear(row[copy(row, d[r*outW+fullO:(r+1)*outW]):])
+		}
+	}
+	if fullI < inW {
+		s.a = grow(s.a, total*tileCols)
+		aEdge = s.a
+		for r := range total {
+			row := aEdge[r*tileCols : (r+1)*tileCols]
+			clear(row[copy(row, a[r*inW+fullI:(r+1)*inW]):])
+		}
+	}
+	for i0 := 0; i0 < inW; i0 += tileCols {
+		ap, lda := &a[i0], inW
+		if i0 == fullI {
+			ap, lda = &aEdge[0], tileCols
+		}
+		for o0 := 0; o0 < outW; o0 += tileRows {
+			dp, ldd := &d[o0], outW
+			if o0 == fullO {
+				dp, ldd = &dEdge[0], tileRows
+			}
+			if o0 < fullO && i0 < fullI {
+				tile4x32(dp, ldd, ap, lda, &rows[0], len(rows), sh, &acc[o0*inW+i0], inW)
+				continue
+			}
+			tile4x32(dp, ldd, ap, lda, &rows[0], len(rows), sh, &s.acc[0], tileCols)
+			for j := range min(tileRows, outW-o0) {
+				copy(acc[(o0+j)*inW+i0 : (o0+j+1)*inW][:min(tileCols, inW-i0)], s.acc[j*tileCols:])
+			}
+		}
+	}
+}
+
+func grow(s []float32, n int) []float32 {
+	if cap(s) < n {
+		return make([]float32, n)
+	}
+	return s[:n]
+}

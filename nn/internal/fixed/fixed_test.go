@@ -1,0 +1,178 @@
+package fixed
+
+import (
+	"math"
+	"math/rand/v2"
+	"os"
+	"testing"
+
+	"github.com/ringtrain/ringtrain/nn/internal/blas"
+)
+
+// fma32 is float32's fused multiply-add, correctly rounded: the product is
+// exact in float64, the sum is rounded to odd in float64 (53 ≥ 24+2 bits),
+// so the final rounding to float32 is the only one that counts.
+func fma32(a, b, c float32) float32 {
+	p := float64(a) * float64(b)
+	s := p + float64(c)
+	bb := s - p
+	if err := (p - (s - bb)) + (float64(c) - bb); err != 0 {
+		if bits := math.Float64bits(s); bits&1 == 0 {
+			if (err > 0) == (s > 0) {
+				bits++
+			} else {
+				bits--
+			}
+			s = math.Float64frombits(bits)
+		}
+	}
+	return float32(s)
+}
+
+// oracle is WeightGrad computed the long way: each micro-shard's float32
+// chain with fma32, then the scaled value rounded with math.RoundToEven.
+func oracle(d []float32, outW int, a []float32, inW int, rows []int32, shift int) []int64 {
+	acc := make([]int64, outW*inW)
+	r0 := 0
+	for _, n := range rows {
+		for o := range outW {
+			for i := range inW {
+				var s float32
+				for r := r0; r < r0+int(n); r++ {
+					s = fma32(d[r*outW+o], a[r*inW+i], s)
+				}
+				acc[o*inW+i] += int64(math.RoundToEven(math.Ldexp(float64(s), shift)))
+			}
+		}
+		r0 += int(n)
+	}
+	return acc
+}
+
+func randVals(rng *rand.Rand, n int, spread int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(math.Ldexp(rng.NormFloat64(), rng.IntN(2*spread+1)-spread))
+		if rng.IntN(7) == 0 {
+			v[i] = 0
+		}
+	}
+	return v
+}
+
+// shiftFor is the scale exact training would use: values below 2^e, the
+// sum of len(rows) of them below 2^51.
+func shiftFor(d []float32, a []float32, rows []int32) int {
+	var md, ma float64
+	for _, x := range d {
+		md = max(md, math.Abs(float64(x)))
+	}
+	for _, x := range a {
+		ma = max(ma, math.Abs(float64(x)))
+	}
+	var mr int32
+	for _, r := range rows {
+		mr = max(mr, r)
+	}
+	_, e := math.Frexp(2 * float64(mr) * md * ma)
+	c := 0
+	for 1<<c < len(rows) {
+		c++
+	}
+	return 51 - c - e
+}
+
+func TestWeightGradMatchesOracle(t *testing.T) {
+	if Kernel() == "" {
+		t.Skip("no fixed-point kernel on this CPU") // CI's amd64 machines have one: TestKernelPresent
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	var s Scratch
+	for _, c := range []struct {
+		outW, inW int
+		rows      []int32
+		spread    int
+	}{
+		{4, 32, []int32{1}, 0},
+		{4, 32, []int32{16, 16, 16}, 3},
+		{10, 784, []int32{16, 16, 7}, 2},
+		{5, 33, []int32{3, 0, 5}, 20},
+		{1, 1, []int32{2}, 0},
+		{7, 70, []int32{8, 8, 8, 8, 8}, 30},
+		{13, 31, []int32{32, 12}, 1},
+	} {
+		total := 0
+		for _, r := range c.rows {
+			total += int(r)
+		}
+		d := randVals(rng, total*c.outW, c.spread)
+		a := randVals(rng, total*c.inW, c.spread)
+		shift := shiftFor(d, a, c.rows)
+		want := oracle(d, c.outW, a, c.inW, c.rows, shift)
+		got := make([]int64, c.outW*c.inW)
+		for i := range got {
+			got[i] = 12345 // overwritten
+		}
+		WeightGrad(got, d, c.outW, a, c.inW, c.rows, shift, &s)
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("%d×%d rows %v: acc[%d] = %d, want %d", c.outW, c.inW, c.rows, i, got[i], want[i])
+			}
+		}
+	}
+}
+
+// TestWeightGradMatchesGEMM: the kernel's float32 chain is the pure-Go
+// GEMM's, so exact training gets the same bits whichever way it computes a
+// micro-shard's gradient.
+func TestWeightGradMatchesGEMM(t *testing.T) {
+	if Kernel() == "" || blas.Backend != "go" || blas.Kernel() == "generic" {
+		t.Skipf("compares with the pure-Go GEMM kernels (this build: %s %s, fixed kernel %q)", blas.Backend, blas.Kernel(), Kernel())
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	const outW, inW = 37, 300
+	rows := []int32{16, 16, 16, 9}
+	total := 57
+	d := randVals(rng, total*outW, 4)
+	a := randVals(rng, total*inW, 4)
+	shift := shiftFor(d, a, rows)
+	want := make([]int64, outW*inW)
+	g := make([]float32, outW*inW)
+	r0 := 0
+	for _, n := range rows {
+		blas.Sgemm(true, false, outW, inW, int(n), 1, d[r0*outW:], outW, a[r0*inW:], inW, 0, g, inW)
+		for i, v := range g {
+			want[i] += int64(math.RoundToEven(math.Ldexp(float64(v), shift)))
+		}
+		r0 += int(n)
+	}
+	got := make([]int64, outW*inW)
+	var s Scratch
+	WeightGrad(got, d, outW, a, inW, rows, shift, &s)
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("acc[%d] = %d, GEMM then round gives %d", i, got[i], want[i])
+		}
+	}
+}
+
+func TestFMA32(t *testing.T) {
+	// (1+2^-12)² = 1 + 2^-11 + 2^-24: 2^-24 is half of float32's unit at 1,
+	// a tie, rounded to even; a tiny addend breaks the tie upward, which a
+	// float64 sum rounded twice would miss.
+	a := float32(1 + 1.0/(1<<12))
+	if got, want := fma32(a, a, 0), float32(1+1.0/(1<<11)); got != want {
+		t.Fatalf("fma32(a, a, 0) = %v, want %v (the tie to even)", got, want)
+	}
+	if got, want := fma32(a, a, float32(math.Ldexp(1, -60))), float32(1+1.0/(1<<11)+1.0/(1<<23)); got != want {
+		t.Fatalf("fma32(a, a, 2^-60) = %v, want %v (above the tie)", got, want)
+	}
+}
+
+// TestKernelPresent fails where the CPU has AVX-512 but the kernel is off
+// (a build or detection fault), so CI on such machines runs it.
+func TestKernelPresent(t *testing.T) {
+	if haveAVX512() && Kernel() == "" && os.Getenv(KernelEnv) != "off" {
+		t.Fatal("this CPU has AVX-512F and DQ but the fixed-point kernel is not in use")
+	}
+}
