@@ -107,14 +107,19 @@ func (n *Network) ComputeGradientsThen(b Batch, scale float32, ready func(layer 
 // loss computes the summed loss of the last forward over b and, when delta is
 // non-nil, sets delta = scale*∂loss/∂Z^L.
 func (n *Network) loss(op string, b Batch, delta []float32, scale float32) float64 {
+	return n.lossAt(op, b, 0, delta, scale)
+}
+
+// lossAt is loss for the b.N rows of the workspace from off.
+func (n *Network) lossAt(op string, b Batch, off int, delta []float32, scale float32) float64 {
 	last := n.NumLayers() - 1
 	out := n.Spec.Layers[last+1]
 	size := b.N * out
-	z, a := n.ws.z[last][:size], n.ws.a[last][:size]
+	z, a := n.ws.z[last][off*out:off*out+size], n.ws.a[last][off*out:off*out+size]
 	var sum float64
 	switch n.r.loss {
 	case lossCrossEntropy:
-		sum = crossEntropy(op, a, b.Labels, out, n.ws.probs[:size], delta, scale)
+		sum = crossEntropy(op, a, b.Labels, out, n.ws.probs[off*out:off*out+size], delta, scale)
 	case lossBCE:
 		return binaryCrossEntropy(z, b.Targets, a, out, delta, scale)
 	case lossMSE:
@@ -176,16 +181,27 @@ func (n *Network) GradientBounds(b Batch, dst []float64) {
 	}
 }
 
-// maxAbs is the largest |v| (NaN if any v is NaN).
+// maxAbs is the largest |v| (NaN if any v is NaN). It compares the bits of
+// |x| as integers — their order is the order of the magnitudes, and every
+// NaN lies above infinity — four lanes at a time.
 func maxAbs(v []float32) float64 {
-	var m float64
-	for _, x := range v {
-		a := math.Abs(float64(x))
-		if a > m || a != a {
-			m = a
-		}
+	const abs = 0x7fffffff
+	var m0, m1, m2, m3 uint32
+	i := 0
+	for ; i+4 <= len(v); i += 4 {
+		m0 = max(m0, math.Float32bits(v[i])&abs)
+		m1 = max(m1, math.Float32bits(v[i+1])&abs)
+		m2 = max(m2, math.Float32bits(v[i+2])&abs)
+		m3 = max(m3, math.Float32bits(v[i+3])&abs)
 	}
-	return m
+	for ; i < len(v); i++ {
+		m0 = max(m0, math.Float32bits(v[i])&abs)
+	}
+	m := max(m0, m1, m2, m3)
+	if m > 0x7f800000 {
+		return math.NaN()
+	}
+	return float64(math.Float32frombits(m))
 }
 
 // columnSums sets sum[j] = Σ_r d[r*cols+j].

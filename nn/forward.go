@@ -27,14 +27,18 @@ func (n *Network) Forward(x []float32, batch int) []float32 {
 //
 // with one GEMM per layer. The bias is broadcast into Z first so the GEMM
 // accumulates onto it (beta = 1).
-func (n *Network) forward(x []float32, rows int) {
-	n.ensure(rows)
-	in := x
+func (n *Network) forward(x []float32, rows int) { n.forwardAt(x, 0, rows) }
+
+// forwardAt is forward for the rows [off, off+rows) of the workspace, whose
+// inputs are those rows of x.
+func (n *Network) forwardAt(x []float32, off, rows int) {
+	n.ensure(off + rows)
 	layers := n.NumLayers()
+	in := x[off*n.Spec.Layers[0] : (off+rows)*n.Spec.Layers[0]]
 	for l := range layers {
 		inW, outW := n.Spec.Layers[l], n.Spec.Layers[l+1]
-		z := n.ws.z[l][:rows*outW]
-		a := n.ws.a[l][:rows*outW]
+		z := n.ws.z[l][off*outW : (off+rows)*outW]
+		a := n.ws.a[l][off*outW : (off+rows)*outW]
 		bias := n.Bias(l)
 		for r := 0; r < len(z); r += outW {
 			copy(z[r:r+outW], bias)

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+
+	"github.com/ringtrain/ringtrain/nn/internal/fixed"
 )
 
 // Network is a fully connected feed-forward network with its parameters, their
@@ -32,6 +34,11 @@ type workspace struct {
 	a     [][]float32 // activations per layer
 	d     [][]float32 // deltas ∂loss/∂z per layer
 	probs []float32   // network outputs for cross_entropy (softmax of the logits)
+	// Exact training's (BackwardMicro): the rows of each micro-shard, the
+	// fixed-point kernel's scratch, one micro-shard's bias gradient.
+	micro   []int32
+	fixed   fixed.Scratch
+	colSums []float32
 }
 
 // NewNetwork validates spec and returns a network with all parameters zero;
