@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ringtrain/ringtrain/dataset"
+	"github.com/ringtrain/ringtrain/nn"
 )
 
 // DefaultMicroBatch is the default micro-shard size of exact training.
@@ -53,6 +54,10 @@ type exactState struct {
 	acc     []int64     // the integer gradient, then the loss sum
 	exps    []int       // this rank's exponent per bucket (+ loss)
 	bounds  []float64   // one micro-shard's gradient bounds per bucket
+	// fused: the micro-shards' gradients go straight to integers
+	// (nn.FixedKernel); mbounds holds every local micro-shard's bounds.
+	fused   bool
+	mbounds []float64
 	// collectives are the integer sum's buckets of layers, in the order
 	// started (the run's --bucket-mib; the result does not depend on it).
 	collectives []bucket
@@ -77,7 +82,7 @@ const (
 
 func newExactState(st *State, world int) *exactState {
 	k := st.Cfg.MicroShards()
-	e := &exactState{k: k, c: bits.Len(uint(k - 1))}
+	e := &exactState{k: k, c: bits.Len(uint(k - 1)), fused: nn.FixedKernel() != ""}
 	layers := st.Net.Spec.Layers
 	off := 0
 	for i := 1; i < len(layers); i++ {
@@ -106,32 +111,45 @@ func (s *Stepper) stepExact(ctx context.Context, vote bool) (Result, error) {
 	nb := len(e.buckets) + 1
 	t0 := time.Now()
 
-	// This rank's micro-shards, each its own backward pass.
+	// This rank's micro-shards: with a fixed-point kernel one forward and
+	// backward over them all (BackwardMicro), the gradients left for the
+	// conversion below; else each its own backward pass into its own
+	// float32 gradient.
 	lo, hi := e.microRange(rank, world)
-	for len(e.grads) < hi-lo {
-		e.grads = append(e.grads, make([]float32, len(st.Net.Params)))
+	for len(e.losses) < hi-lo {
 		e.losses = append(e.losses, 0)
+		if !e.fused {
+			e.grads = append(e.grads, make([]float32, len(st.Net.Params)))
+		}
 	}
-	local := e.grads[:hi-lo]
 	idx := st.batchIndices(s.data)
-	saved := st.Net.Grads
 	for b := range e.exps {
 		e.exps[b] = expZero
 	}
-	for j := lo; j < hi; j++ {
-		b := st.gather(s.data, st.Cfg.microShard(idx, j))
-		st.Net.Grads = local[j-lo]
-		e.losses[j-lo] = st.Net.ComputeGradients(b, float32(1/float64(st.Cfg.Batch)))
-		// Each bucket's exponent bounds its values in every micro-shard:
-		// from bounds nn derives from the activations and deltas, so no
-		// pass over the gradient is needed.
-		st.Net.GradientBounds(b, e.bounds)
-		for b, v := range e.bounds {
-			e.exps[b] = max(e.exps[b], boundExp(v, math.MaxFloat32))
+	var local [][]float32
+	var rows nn.Batch
+	if e.fused {
+		m := st.Cfg.MicroBatch
+		rows = st.gather(s.data, idx[min(lo*m, len(idx)):min(hi*m, len(idx))])
+		if need := (hi - lo) * len(e.bounds); len(e.mbounds) < need {
+			e.mbounds = make([]float64, need)
 		}
-		e.exps[nb-1] = max(e.exps[nb-1], boundExp(math.Abs(e.losses[j-lo]), math.MaxFloat32))
+		st.Net.BackwardMicro(rows, m, float32(1/float64(st.Cfg.Batch)), e.losses, e.mbounds)
+		for j := range hi - lo {
+			e.boundExps(e.mbounds[j*len(e.bounds):(j+1)*len(e.bounds)], e.losses[j])
+		}
+	} else {
+		local = e.grads[:hi-lo]
+		saved := st.Net.Grads
+		for j := lo; j < hi; j++ {
+			b := st.gather(s.data, st.Cfg.microShard(idx, j))
+			st.Net.Grads = local[j-lo]
+			e.losses[j-lo] = st.Net.ComputeGradients(b, float32(1/float64(st.Cfg.Batch)))
+			st.Net.GradientBounds(b, e.bounds)
+			e.boundExps(e.bounds, e.losses[j-lo])
+		}
+		st.Net.Grads = saved
 	}
-	st.Net.Grads = saved
 	compute := time.Since(t0)
 	clear(e.ctl)
 	for b, x := range e.exps {
@@ -170,8 +188,19 @@ func (s *Stepper) stepExact(ctx context.Context, vote bool) (Result, error) {
 	e.pending = e.pending[:0]
 	for i, bk := range e.collectives {
 		for b, sp := range e.buckets {
-			if sp.off >= bk.off && sp.off < bk.end {
-				toFixed(e.acc[sp.off:sp.off+sp.len], local, sp, e.shift(e.exps[b]))
+			if sp.off < bk.off || sp.off >= bk.end {
+				continue
+			}
+			acc := e.acc[sp.off : sp.off+sp.len]
+			switch {
+			case !e.fused:
+				toFixed(acc, local, sp, e.shift(e.exps[b]))
+			case hi == lo:
+				clear(acc)
+			case b%2 == 0:
+				st.Net.FixedWeightGrad(rows, b/2, e.shift(e.exps[b]), acc)
+			default:
+				st.Net.FixedBiasGrad(b/2, e.shift(e.exps[b]), acc)
 			}
 		}
 		end := bk.end
@@ -189,6 +218,18 @@ func (s *Stepper) stepExact(ctx context.Context, vote bool) (Result, error) {
 	}
 	loss := math.Ldexp(float64(e.acc[np]), -ls) / float64(st.Cfg.Batch)
 	return s.apply(loss, true, e.ctl[world*nb] > 0, e.ctl[world*nb+1:], compute, reduce, 4*len(e.ctl)+8*len(e.acc))
+}
+
+// boundExps raises the exponents of this rank's step to cover one
+// micro-shard: its gradient bounds per bucket (nn.GradientBounds, derived
+// from the activations and deltas, so no pass over the gradient is needed)
+// and its loss sum.
+func (e *exactState) boundExps(bounds []float64, loss float64) {
+	for b, v := range bounds {
+		e.exps[b] = max(e.exps[b], boundExp(v, math.MaxFloat32))
+	}
+	last := len(e.exps) - 1
+	e.exps[last] = max(e.exps[last], boundExp(math.Abs(loss), math.MaxFloat32))
 }
 
 // shift is the binary scale of a bucket whose largest exponent is exp.
