@@ -30,6 +30,10 @@ type Fingerprint struct {
 	// (e.g. "Haswell", "SkylakeX"), or the pure-Go backend's "avx2-fma" or
 	// "generic" (RINGTRAIN_GEMM_KERNEL selects it).
 	Kernel string `json:"kernel"`
+	// Fixed is how exact training takes a micro-shard's weight gradient to
+	// fixed point: "avx512" (nn.FixedKernel: in registers, its own sum
+	// order), or "gemm" (the GEMM above, then a conversion).
+	Fixed string `json:"fixed"`
 	// Threads is the BLAS thread count per worker (--threads).
 	Threads int `json:"threads"`
 	// GOARCH is the architecture the binary was built for.
@@ -44,6 +48,7 @@ func NewFingerprint(cfg Config, data *dataset.Set) Fingerprint {
 	return Fingerprint{
 		GEMM:    nn.BLASBackend(),
 		Kernel:  nn.BLASKernel(),
+		Fixed:   fixedWay(),
 		Threads: cfg.Threads,
 		GOARCH:  runtime.GOARCH,
 		Data:    DataDigest(data),
@@ -133,7 +138,7 @@ func (f Fingerprint) Sum32() uint32 {
 }
 
 // fpWhy is the parenthesis every refusal carries.
-const fpWhy = "the fingerprint of exact training: GEMM backend and kernel, threads, GOARCH, data"
+const fpWhy = "the fingerprint of exact training: GEMM backend and kernel, fixed-point kernel, threads, GOARCH, data"
 
 // fpPart is one component of a Fingerprint that differs: its name, both
 // values, and the refusal's text.
@@ -161,6 +166,13 @@ func (f Fingerprint) firstDiff(run Fingerprint) (fpPart, bool) {
 		return fpPart{"GEMM kernel", f.Kernel, run.Kernel,
 			fmt.Sprintf("the GEMM kernel %s differs from the run's %s (%s); run it on a CPU of the run's kind, or set %s=%s where the CPU supports that kernel",
 				f.Kernel, run.Kernel, fpWhy, env, run.Kernel)}, true
+	case f.Fixed != run.Fixed:
+		fix := "unset RINGTRAIN_FIXED_KERNEL, on a CPU with AVX-512F and DQ"
+		if run.Fixed == "gemm" {
+			fix = "set RINGTRAIN_FIXED_KERNEL=off"
+		}
+		return fpPart{"fixed-point kernel", f.Fixed, run.Fixed,
+			fmt.Sprintf("the fixed-point kernel %s differs from the run's %s (%s); %s", f.Fixed, run.Fixed, fpWhy, fix)}, true
 	case f.Threads != run.Threads:
 		return fpPart{"threads", fmt.Sprint(f.Threads), fmt.Sprint(run.Threads),
 			fmt.Sprintf("--threads %d differs from the run's %d (%s); start it with --threads %d", f.Threads, run.Threads, fpWhy, run.Threads)}, true
@@ -204,4 +216,12 @@ func (f Fingerprint) Check(run Fingerprint) error {
 		return nil
 	}
 	return usage.New(p.refusal)
+}
+
+// fixedWay is Fingerprint.Fixed for this process.
+func fixedWay() string {
+	if k := nn.FixedKernel(); k != "" {
+		return k
+	}
+	return "gemm"
 }

@@ -12,7 +12,7 @@ import (
 )
 
 func TestFingerprintDiff(t *testing.T) {
-	run := Fingerprint{GEMM: "openblas", Kernel: "Cooperlake", Threads: 1, GOARCH: "amd64", Data: strings.Repeat("ab", 32)}
+	run := Fingerprint{GEMM: "openblas", Kernel: "Cooperlake", Fixed: "avx512", Threads: 1, GOARCH: "amd64", Data: strings.Repeat("ab", 32)}
 	with := func(f func(*Fingerprint)) Fingerprint {
 		fp := run
 		f(&fp)
@@ -31,9 +31,12 @@ func TestFingerprintDiff(t *testing.T) {
 		{"kernel", with(func(f *Fingerprint) { f.Kernel = "Haswell" }),
 			"GEMM kernel Haswell here, Cooperlake in the run",
 			[]string{"the GEMM kernel Haswell differs from the run's Cooperlake", "OPENBLAS_CORETYPE=Cooperlake"}},
+		{"fixed", with(func(f *Fingerprint) { f.Fixed = "gemm" }),
+			"fixed-point kernel gemm here, avx512 in the run",
+			[]string{"the fixed-point kernel gemm differs from the run's avx512", "unset RINGTRAIN_FIXED_KERNEL"}},
 		{"threads", with(func(f *Fingerprint) { f.Threads = 2 }),
 			"threads 2 here, 1 in the run",
-			[]string{"--threads 2 differs from the run's 1 (the fingerprint of exact training: GEMM backend and kernel, threads, GOARCH, data); start it with --threads 1"}},
+			[]string{"--threads 2 differs from the run's 1 (the fingerprint of exact training: GEMM backend and kernel, fixed-point kernel, threads, GOARCH, data); start it with --threads 1"}},
 		{"goarch", with(func(f *Fingerprint) { f.GOARCH = "arm64" }),
 			"GOARCH arm64 here, amd64 in the run",
 			[]string{"GOARCH arm64 differs from the run's amd64", "run a build for GOARCH=amd64"}},
@@ -82,7 +85,7 @@ func TestNewFingerprint(t *testing.T) {
 	cfg.Threads = 3
 	set := &dataset.Set{X: []float32{0, 0.5, 1, 0.25}, Labels: []int32{1, 0}, N: 2, Dim: 2, Classes: 2}
 	fp := NewFingerprint(cfg, set)
-	want := Fingerprint{GEMM: nn.BLASBackend(), Kernel: nn.BLASKernel(), Threads: 3, GOARCH: runtime.GOARCH, Data: DataDigest(set)}
+	want := Fingerprint{GEMM: nn.BLASBackend(), Kernel: nn.BLASKernel(), Fixed: fixedWay(), Threads: 3, GOARCH: runtime.GOARCH, Data: DataDigest(set)}
 	if fp != want {
 		t.Fatalf("NewFingerprint = %+v, want %+v", fp, want)
 	}

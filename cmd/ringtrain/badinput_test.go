@@ -72,6 +72,7 @@ func TestBadInputMatrix(t *testing.T) {
 		{area: "flags", args: []string{"local", "--workers", "0"}, want: []string{"--workers 0"}, code: 2},
 		{area: "flags", args: []string{"bench", "train", "--workers", "3", "--global-batch", "256"}, want: []string{"--global-batch 256", "--workers 3"}, code: 2},
 		{area: "flags", args: []string{"version"}, env: []string{"RINGTRAIN_GEMM_KERNEL=bogus"}, want: []string{"RINGTRAIN_GEMM_KERNEL", "bogus"}, code: 2},
+		{area: "flags", args: []string{"version"}, env: []string{"RINGTRAIN_FIXED_KERNEL=fast"}, want: []string{"RINGTRAIN_FIXED_KERNEL", "\"fast\"", "use avx512 or off"}, code: 2},
 		{area: "flags", args: []string{"worker", "--etcd", deadEtcd}, want: []string{"--gossip-key-file", "--insecure"}, code: 2},
 		{area: "flags", args: []string{"worker", "--etcd", deadEtcd, "--insecure", "--id", "a/b"}, want: []string{"--id", "a/b", "e.g. --id worker-1"}, code: 2},
 		// Config files.

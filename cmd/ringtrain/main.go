@@ -71,9 +71,11 @@ func mainErr(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ringtrain: unknown command %q; run `ringtrain --help` for the list\n", args[0])
 		return 2
 	}
-	if err := nn.BLASKernelError(); err != nil {
-		fmt.Fprintf(stderr, "ringtrain %s: %v\n", args[0], err)
-		return 2
+	for _, err := range []error{nn.BLASKernelError(), nn.FixedKernelError()} {
+		if err != nil {
+			fmt.Fprintf(stderr, "ringtrain %s: %v\n", args[0], err)
+			return 2
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

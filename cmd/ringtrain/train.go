@@ -129,5 +129,10 @@ func runVersion(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintln(e.stdout, version.String())
 	fmt.Fprintf(e.stdout, "gemm: %s (%s), GOARCH %s\n", nn.BLASBackend(), nn.BLASKernel(), runtime.GOARCH)
+	fixed := nn.FixedKernel()
+	if fixed == "" {
+		fixed = "none: a GEMM per micro-shard, then a conversion"
+	}
+	fmt.Fprintf(e.stdout, "exact fixed-point kernel: %s\n", fixed)
 	return nil
 }
