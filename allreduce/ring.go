@@ -95,11 +95,58 @@ func (r *Ring) AllReduceInt64(ctx context.Context, buf []int64) error {
 	return r.allReduce(ctx, int64s(buf))
 }
 
+// AllReduceInt64ToFloat32 sums acc over the ranks as AllReduceInt64 does
+// and leaves in out, on every rank, the float32 images of the sums that
+// convert makes: convert(lo, hi) must set out[lo:hi] from acc[lo:hi] alone
+// (the same function on every rank). Each rank converts the chunk whose sum
+// it completes in the reduce-scatter and the all-gather carries float32s,
+// so an element costs 12 bytes on the wire instead of AllReduceInt64's 16.
+// Afterwards only this rank's chunk of acc holds final sums. len(out) must
+// equal len(acc); every rank must call it with the same length.
+func (r *Ring) AllReduceInt64ToFloat32(ctx context.Context, acc []int64, out []float32, convert func(lo, hi int)) error {
+	if len(out) != len(acc) {
+		return fmt.Errorf("allreduce: gen %d rank %d: AllReduceInt64ToFloat32: len(out) %d != len(acc) %d", r.sess.Generation(), r.sess.Rank(), len(out), len(acc))
+	}
+	v := fixedFloats{acc: acc, out: out, convert: convert}
+	err := r.collective(ctx, v, func() plan {
+		return fixedPlan(len(acc), r.sess.Size(), r.sess.Rank(), r.cfg.ChunkBytes/8)
+	})
+	if err == nil && r.sess.Size() == 1 {
+		convert(0, len(acc))
+	}
+	return err
+}
+
+// fixedPlan is allReducePlan over fixedFloats: the reduce-scatter on the
+// integers [0, l), its last receives finishing this rank's chunk, and the
+// all-gather on the floats [l, 2l).
+func fixedPlan(l, n, rank, maxPart int) plan {
+	p := allReducePlan(l, n, rank, maxPart)
+	if n < 2 {
+		return p
+	}
+	k := len(p.recvs) / (2 * (n - 1)) // parts per step
+	for i := range p.sends {
+		if i >= (n-1)*k {
+			p.sends[i].off += l
+		}
+	}
+	for i := range p.recvs {
+		switch {
+		case i >= (n-1)*k:
+			p.recvs[i].off += l
+		case i >= (n-2)*k:
+			p.recvs[i].finish = true
+		}
+	}
+	return p
+}
+
 // allReduce sums v over the ring; a part carries at most ChunkBytes of
 // whole elements.
 func (r *Ring) allReduce(ctx context.Context, v elems) error {
 	return r.collective(ctx, v, func() plan {
-		return allReducePlan(v.count(), r.sess.Size(), r.sess.Rank(), r.cfg.ChunkBytes/v.size())
+		return allReducePlan(v.count(), r.sess.Size(), r.sess.Rank(), r.cfg.ChunkBytes/v.sizeOf(span{}))
 	})
 }
 
@@ -123,7 +170,7 @@ func (r *Ring) Broadcast(ctx context.Context, buf []float32, root int) error {
 	}
 	v := float32s(buf)
 	return r.collective(ctx, v, func() plan {
-		return broadcastPlan(v.count(), r.sess.Size(), r.sess.Rank(), root, r.cfg.ChunkBytes/v.size())
+		return broadcastPlan(v.count(), r.sess.Size(), r.sess.Rank(), root, r.cfg.ChunkBytes/v.sizeOf(span{}))
 	})
 }
 
@@ -201,7 +248,8 @@ type sendItem struct {
 
 type recvItem struct {
 	span
-	add bool // reduce-scatter: add into buf; otherwise overwrite
+	add    bool // reduce-scatter: add into buf; otherwise overwrite
+	finish bool // the part is final once applied: elems.finish
 }
 
 // allReducePlan splits each of the n chunks of Schedule of a buffer of l
@@ -388,7 +436,7 @@ func (r *Ring) recvLoop(ctx context.Context, seq uint64, buf elems, recvs []recv
 			m.Free()
 			return r.abortErr(seq, m)
 		}
-		if want := buf.size() * it.len; m.Kind != KindData || m.Seq != seq || m.Chunk != uint32(i) || m.PayloadLen() != want {
+		if want := buf.sizeOf(it.span) * it.len; m.Kind != KindData || m.Seq != seq || m.Chunk != uint32(i) || m.PayloadLen() != want {
 			err := r.peerErr(fmt.Sprintf("seq %d: recv chunk %d from", seq, i), left,
 				fmt.Errorf("%w: got %v seq %d chunk %d with %d bytes, want data seq %d chunk %d with %d bytes",
 					ErrProtocol, m.Kind, m.Seq, m.Chunk, m.PayloadLen(), seq, i, want))
@@ -401,6 +449,9 @@ func (r *Ring) recvLoop(ctx context.Context, seq uint64, buf elems, recvs []recv
 			buf.apply(it.span, m.Payload, it.add)
 		}
 		m.Free()
+		if it.finish {
+			buf.finish(it.span)
+		}
 		ready <- struct{}{}
 	}
 	return nil
