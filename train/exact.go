@@ -52,8 +52,13 @@ type exactState struct {
 	losses  []float64   // and loss sums
 	ctl     []float32   // exponents (world × (buckets+1)), vote, compute (world)
 	acc     []int64     // the integer gradient, then the loss sum
-	exps    []int       // this rank's exponent per bucket (+ loss)
-	bounds  []float64   // one micro-shard's gradient bounds per bucket
+	// out is the reduced gradient, then the loss sum, as float32: the
+	// network's Grads are out[:len(out)-1]. converts[i] converts collective
+	// i's sums into it.
+	out      []float32
+	converts []func(lo, hi int)
+	exps     []int     // this rank's exponent per bucket (+ loss)
+	bounds   []float64 // one micro-shard's gradient bounds per bucket
 	// fused: the micro-shards' gradients go straight to integers
 	// (nn.FixedKernel); mbounds holds every local micro-shard's bounds.
 	fused   bool
@@ -95,7 +100,11 @@ func newExactState(st *State, world int) *exactState {
 	e.bounds = make([]float64, nb-1)
 	e.ctl = make([]float32, world*nb+1+world)
 	e.acc = make([]int64, off+1)
+	e.out = make([]float32, off+1)
 	e.collectives = planBuckets(layers, bucketElems(st.Cfg.BucketMiB, 8))
+	for i := range e.collectives {
+		e.converts = append(e.converts, func(lo, hi int) { e.convert(i, lo, hi) })
+	}
 	return e
 }
 
@@ -207,17 +216,34 @@ func (s *Stepper) stepExact(ctx context.Context, vote bool) (Result, error) {
 		if i == 0 {
 			end = np + 1
 		}
-		e.pending = append(e.pending, s.red.StartInt64(ctx, e.acc[bk.off:end]))
+		e.pending = append(e.pending, s.red.StartFixed(ctx, e.acc[bk.off:end], e.out[bk.off:end], e.converts[i]))
 	}
 	if err := waitAll(e.pending); err != nil {
 		return Result{}, fmt.Errorf("step %d: %w", st.Step, err)
 	}
 	reduce := time.Since(t1)
+	// The gradient is in Net.Grads (e.out), converted from the sums by
+	// the ranks that completed them; the loss sum rides behind it.
+	loss := float64(e.out[np]) / float64(st.Cfg.Batch)
+	return s.apply(loss, true, e.ctl[world*nb] > 0, e.ctl[world*nb+1:], compute, reduce, 4*len(e.ctl)+12*len(e.acc))
+}
+
+// convert is the conversion of collective i's sums, elements [lo, hi) of
+// its buffer: each parameter tensor's integers back to float32 with its
+// scale (one rounding), and the loss sum, behind the gradient, likewise.
+func (e *exactState) convert(i, lo, hi int) {
+	base := e.collectives[i].off
+	lo, hi = base+lo, base+hi
+	np := len(e.acc) - 1
 	for b, sp := range e.buckets {
-		fromFixed(st.Net.Grads[sp.off:sp.off+sp.len], e.acc[sp.off:sp.off+sp.len], e.shift(e.exps[b]))
+		l, h := max(lo, sp.off), min(hi, sp.off+sp.len)
+		if l < h {
+			fromFixed(e.out[l:h], e.acc[l:h], e.shift(e.exps[b]))
+		}
 	}
-	loss := math.Ldexp(float64(e.acc[np]), -ls) / float64(st.Cfg.Batch)
-	return s.apply(loss, true, e.ctl[world*nb] > 0, e.ctl[world*nb+1:], compute, reduce, 4*len(e.ctl)+8*len(e.acc))
+	if lo <= np && np < hi {
+		e.out[np] = float32(math.Ldexp(float64(e.acc[np]), -e.shift(e.exps[len(e.exps)-1])))
+	}
 }
 
 // boundExps raises the exponents of this rank's step to cover one

@@ -231,6 +231,9 @@ func (f *failAt) next(ctx context.Context) Pending {
 }
 func (f *failAt) Start(ctx context.Context, _ []float32) Pending    { return f.next(ctx) }
 func (f *failAt) StartInt64(ctx context.Context, _ []int64) Pending { return f.next(ctx) }
+func (f *failAt) StartFixed(ctx context.Context, _ []int64, _ []float32, _ func(int, int)) Pending {
+	return f.next(ctx)
+}
 
 // A collective that fails — the exponents (1), the system (2) or a trial's
 // loss (3) — returns its error from Step and leaves the parameters, μ and

@@ -28,6 +28,10 @@ func (r *ringReducer) StartInt64(ctx context.Context, buf []int64) Pending {
 	return r.start(func() error { return r.ring.AllReduceInt64(ctx, buf) })
 }
 
+func (r *ringReducer) StartFixed(ctx context.Context, acc []int64, out []float32, convert func(lo, hi int)) Pending {
+	return r.start(func() error { return r.ring.AllReduceInt64ToFloat32(ctx, acc, out, convert) })
+}
+
 func (r *ringReducer) start(collective func() error) Pending {
 	p := &ringPending{done: make(chan struct{})}
 	prev := r.last

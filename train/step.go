@@ -34,6 +34,12 @@ type Reducer interface {
 	// StartInt64 is Start for integers, summed with wrap-around int64
 	// addition: exact and independent of the order of the ranks.
 	StartInt64(ctx context.Context, buf []int64) Pending
+	// StartFixed is StartInt64 whose result is out, the float32 images of
+	// the sums: convert(lo, hi) sets out[lo:hi] from the sums in acc[lo:hi]
+	// alone; each rank converts the part whose sum it completes and the
+	// ranks exchange the floats, not the integers. Afterwards acc holds no
+	// useful values; neither buffer may be touched until Wait returns.
+	StartFixed(ctx context.Context, acc []int64, out []float32, convert func(lo, hi int)) Pending
 }
 
 // Pending is a collective in flight.
@@ -53,6 +59,14 @@ func (SingleProcess) World() int { return 1 }
 func (SingleProcess) Start(ctx context.Context, buf []float32) Pending { return done{ctx.Err()} }
 
 func (SingleProcess) StartInt64(ctx context.Context, buf []int64) Pending { return done{ctx.Err()} }
+
+func (SingleProcess) StartFixed(ctx context.Context, acc []int64, out []float32, convert func(lo, hi int)) Pending {
+	if err := ctx.Err(); err != nil {
+		return done{err}
+	}
+	convert(0, len(acc))
+	return done{}
+}
 
 type done struct{ err error }
 
@@ -165,6 +179,7 @@ func NewStepper(st *State, data *dataset.Set, red Reducer) *Stepper {
 	st.Net.Grads = s.vec.Grads()
 	if st.Cfg.Exact {
 		s.exact = newExactState(st, red.World())
+		st.Net.Grads = s.exact.out[:len(st.Net.Params)]
 	}
 	s.buckets = planBuckets(st.Net.Spec.Layers, bucketElems(st.Cfg.BucketMiB, 4))
 	return s

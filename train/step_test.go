@@ -261,6 +261,9 @@ func (failing) Rank() int                                     { return 0 }
 func (failing) World() int                                    { return 2 }
 func (f failing) Start(context.Context, []float32) Pending    { return done{f.err} }
 func (f failing) StartInt64(context.Context, []int64) Pending { return done{f.err} }
+func (f failing) StartFixed(context.Context, []int64, []float32, func(int, int)) Pending {
+	return done{f.err}
+}
 
 // CheckData names the flag, the value and the fix.
 func TestCheckData(t *testing.T) {
