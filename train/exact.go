@@ -19,10 +19,11 @@ const DefaultMicroBatch = 16
 // The global batch of B examples is cut into K = ceil(B/MicroBatch)
 // micro-shards, micro-shard j being batch positions [j·m, min((j+1)·m, B)).
 // Rank r of N computes the contiguous micro-shards dataset.ShardRange(K, r, N)
-// — uneven splits are fine — each as its own forward and backward pass with
-// the same shapes whoever computes it, so a micro-shard's gradient has the
-// same float32 bits on every rank (given the same GEMM backend, kernel and
-// thread count: the fingerprint).
+// — uneven splits are fine — and a micro-shard's gradient has the same
+// float32 bits whoever computes it (given the same GEMM backend, kernels and
+// thread count: the fingerprint): with a fixed-point kernel
+// (nn.FixedKernel) in one forward and backward over the rank's rows
+// (nn.BackwardMicro), else each micro-shard as its own pass.
 //
 // The micro-shard gradients are then summed exactly. Each parameter tensor
 // (a layer's weight or bias) and the loss sum is a bucket with one scale for
@@ -30,18 +31,22 @@ const DefaultMicroBatch = 16
 // largest binary exponent E of a bound on the bucket's values in any
 // micro-shard (|v| < 2^E; nn.GradientBounds), and every value is converted to
 // the integer round(v · 2^(51−c−E)) with c = ceil(log2 K), so that K of them
-// sum below 2^51.
-// Integer addition is exact and associative: the ring sums the integers
-// (allreduce.Ring.AllReduceInt64) and every rank converts the sum back with
-// one rounding. The reduced gradient therefore has the same bits whatever N,
-// the ring order, or which rank holds which micro-shard; each value is
-// rounded to a multiple of 2^(E+c−51), about 2^−48 of the bucket's largest,
-// far below float32's own resolution of the sum.
+// sum below 2^51 — straight from registers with the fixed-point kernel
+// (nn.FixedWeightGrad), else from each micro-shard's gradient (toFixed).
+// Integer addition is exact and associative: the ring sums the integers in
+// its reduce-scatter, the rank that completes a chunk converts it back with
+// one rounding, and the all-gather carries the float32s
+// (allreduce.Ring.AllReduceInt64ToFloat32). The reduced gradient therefore
+// has the same bits whatever N, the ring order, or which rank holds which
+// micro-shard; each value is rounded to a multiple of 2^(E+c−51), about
+// 2^−48 of the bucket's largest, far below float32's own resolution of the
+// sum.
 //
 // A step costs a small collective (the exponents, beside the control
-// values) and the integer sum (twice the float32 gradient's bytes), cut into
-// buckets of layers (--bucket-mib) so that the ring sums one bucket while
-// the next is converted; integer sums do not depend on the cut.
+// values) and the exact sum (12 bytes an element against the float32
+// path's 8), cut into buckets of layers (--bucket-mib) so that the ring
+// sums one bucket while the next is converted; integer sums do not depend
+// on the cut.
 
 // exactState is a Stepper's scratch for exact steps.
 type exactState struct {
