@@ -176,3 +176,34 @@ func TestKernelPresent(t *testing.T) {
 		t.Fatal("this CPU has AVX-512F and DQ but the fixed-point kernel is not in use")
 	}
 }
+
+// BenchmarkWeightGrad784 is the reference MLP's first layer over a batch of
+// 256 in 16 micro-shards: compare with BenchmarkSgemmGrad784, the float32
+// weight gradient of the same batch in one GEMM.
+func BenchmarkWeightGrad784(b *testing.B) {
+	if Kernel() == "" {
+		b.Skip("no kernel")
+	}
+	const outW, inW, batch, micro = 512, 784, 256, 16
+	rng := rand.New(rand.NewPCG(1, 1))
+	d, a := randVals(rng, batch*outW, 2), randVals(rng, batch*inW, 2)
+	rows := make([]int32, batch/micro)
+	for i := range rows {
+		rows[i] = micro
+	}
+	acc := make([]int64, outW*inW)
+	var s Scratch
+	for b.Loop() {
+		WeightGrad(acc, d, outW, a, inW, rows, 20, &s)
+	}
+}
+
+func BenchmarkSgemmGrad784(b *testing.B) {
+	const outW, inW, batch = 512, 784, 256
+	rng := rand.New(rand.NewPCG(1, 1))
+	d, a := randVals(rng, batch*outW, 2), randVals(rng, batch*inW, 2)
+	g := make([]float32, outW*inW)
+	for b.Loop() {
+		blas.Sgemm(true, false, outW, inW, batch, 1, d, outW, a, inW, 0, g, inW)
+	}
+}
