@@ -1,9 +1,9 @@
 package nn
 
 import (
-	"math"
 
 	"github.com/ringtrain/ringtrain/nn/internal/blas"
+	"github.com/ringtrain/ringtrain/nn/internal/fixed"
 )
 
 // Batch is a set of examples stored row-major.
@@ -181,28 +181,8 @@ func (n *Network) GradientBounds(b Batch, dst []float64) {
 	}
 }
 
-// maxAbs is the largest |v| (NaN if any v is NaN). It compares the bits of
-// |x| as integers — their order is the order of the magnitudes, and every
-// NaN lies above infinity — four lanes at a time.
-func maxAbs(v []float32) float64 {
-	const abs = 0x7fffffff
-	var m0, m1, m2, m3 uint32
-	i := 0
-	for ; i+4 <= len(v); i += 4 {
-		m0 = max(m0, math.Float32bits(v[i])&abs)
-		m1 = max(m1, math.Float32bits(v[i+1])&abs)
-		m2 = max(m2, math.Float32bits(v[i+2])&abs)
-		m3 = max(m3, math.Float32bits(v[i+3])&abs)
-	}
-	for ; i < len(v); i++ {
-		m0 = max(m0, math.Float32bits(v[i])&abs)
-	}
-	m := max(m0, m1, m2, m3)
-	if m > 0x7f800000 {
-		return math.NaN()
-	}
-	return float64(math.Float32frombits(m))
-}
+// maxAbs is the largest |v| (NaN if any v is NaN).
+func maxAbs(v []float32) float64 { return fixed.MaxAbs(v) }
 
 // columnSums sets sum[j] = Σ_r d[r*cols+j].
 func columnSums(d []float32, cols int, sum []float32) {

@@ -15,6 +15,7 @@ package fixed
 
 import (
 	"fmt"
+	"math"
 	"os"
 )
 
@@ -61,7 +62,7 @@ const (
 	tileCols = 32
 )
 
-// Scratch holds WeightGrad's padded copies for the edges; reuse one to
+// Scratch holds WeightGrad's packed copies of its operands; reuse one to
 // allocate nothing in steady state.
 type Scratch struct {
 	d, a []float32
@@ -78,6 +79,12 @@ type Scratch struct {
 // exact and the rounding to nearest, ties to even. Every scaled value must
 // be below 2^51 in magnitude and their sum below 2^63 (the caller's
 // exponent bound ensures both).
+//
+// The operands are packed first, so that the kernel reads both
+// sequentially: d as row tiles of 4 columns ([tile][row][4]), a one strip
+// of 32 columns at a time ([row][32]), the strip staying in the L1 cache
+// while every row tile streams past it. Edges are zero-padded; their
+// integers are zero and are not stored.
 func WeightGrad(acc []int64, d []float32, outW int, a []float32, inW int, rows []int32, shift int, s *Scratch) {
 	if kernel == "" {
 		panic("fixed: WeightGrad without a kernel; check Kernel() first")
@@ -95,47 +102,80 @@ func WeightGrad(acc []int64, d []float32, outW int, a []float32, inW int, rows [
 		return
 	}
 	sh := float32(shift)
-	fullO := outW / tileRows * tileRows
-	fullI := inW / tileCols * tileCols
-	// Edges run on zero-padded copies: the padding's integers are zero and
-	// are not stored.
-	var dEdge, aEdge []float32
-	if fullO < outW {
-		s.d = grow(s.d, total*tileRows)
-		dEdge = s.d
-		for r := range total {
-			row := dEdge[r*tileRows : (r+1)*tileRows]
-			clear(row[copy(row, d[r*outW+fullO:(r+1)*outW]):])
-		}
-	}
-	if fullI < inW {
-		s.a = grow(s.a, total*tileCols)
-		aEdge = s.a
-		for r := range total {
-			row := aEdge[r*tileCols : (r+1)*tileCols]
-			clear(row[copy(row, a[r*inW+fullI:(r+1)*inW]):])
-		}
-	}
+	tiles := (outW + tileRows - 1) / tileRows
+	s.d = grow(s.d, tiles*total*tileRows)
+	packTiles(s.d, d, total, outW)
+	s.a = grow(s.a, total*tileCols)
 	for i0 := 0; i0 < inW; i0 += tileCols {
-		ap, lda := &a[i0], inW
-		if i0 == fullI {
-			ap, lda = &aEdge[0], tileCols
-		}
-		for o0 := 0; o0 < outW; o0 += tileRows {
-			dp, ldd := &d[o0], outW
-			if o0 == fullO {
-				dp, ldd = &dEdge[0], tileRows
-			}
-			if o0 < fullO && i0 < fullI {
-				tile4x32(dp, ldd, ap, lda, &rows[0], len(rows), sh, &acc[o0*inW+i0], inW)
+		cols := min(tileCols, inW-i0)
+		packStrip(s.a, a, total, inW, i0, cols)
+		for t := range tiles {
+			o0 := t * tileRows
+			dp := &s.d[t*total*tileRows]
+			if o0+tileRows <= outW && cols == tileCols {
+				tile4x32(dp, &s.a[0], &rows[0], len(rows), sh, &acc[o0*inW+i0], inW)
 				continue
 			}
-			tile4x32(dp, ldd, ap, lda, &rows[0], len(rows), sh, &s.acc[0], tileCols)
+			tile4x32(dp, &s.a[0], &rows[0], len(rows), sh, &s.acc[0], tileCols)
 			for j := range min(tileRows, outW-o0) {
-				copy(acc[(o0+j)*inW+i0 : (o0+j+1)*inW][:min(tileCols, inW-i0)], s.acc[j*tileCols:])
+				copy(acc[(o0+j)*inW+i0:][:cols], s.acc[j*tileCols:])
 			}
 		}
 	}
+}
+
+// packTiles copies d ([rows, outW]) into dst as tiles of 4 columns, each
+// [rows][4], the last zero-padded.
+func packTiles(dst, d []float32, rows, outW int) {
+	for o0 := 0; o0 < outW; o0 += tileRows {
+		t := dst[o0*rows : (o0+tileRows)*rows]
+		n := min(tileRows, outW-o0)
+		if n == tileRows {
+			for r := range rows {
+				src := d[r*outW+o0 : r*outW+o0+tileRows : r*outW+o0+tileRows]
+				dt := t[r*tileRows : r*tileRows+tileRows : r*tileRows+tileRows]
+				dt[0], dt[1], dt[2], dt[3] = src[0], src[1], src[2], src[3]
+			}
+			continue
+		}
+		for r := range rows {
+			dt := t[r*tileRows : (r+1)*tileRows]
+			clear(dt[copy(dt, d[r*outW+o0:r*outW+o0+n]):])
+		}
+	}
+}
+
+// packStrip copies columns [i0, i0+cols) of a ([rows, inW]) into dst as
+// [rows][32], zero-padded past cols.
+func packStrip(dst, a []float32, rows, inW, i0, cols int) {
+	for r := range rows {
+		row := dst[r*tileCols : (r+1)*tileCols]
+		n := copy(row[:cols], a[r*inW+i0:])
+		if n < tileCols {
+			clear(row[n:])
+		}
+	}
+}
+
+// MaxAbs is the largest |v[i]| (NaN if any v[i] is NaN), the bound exact
+// training takes of activations and deltas. It compares the bits of |x| as
+// integers — their order is the order of the magnitudes, and every NaN lies
+// above infinity — 64 values an iteration where the CPU has AVX-512.
+func MaxAbs(v []float32) float64 {
+	const abs = 0x7fffffff
+	var m uint32
+	i := 0
+	if kernel != "" && len(v) >= 64 {
+		i = len(v) &^ 63
+		m = maxAbsBits(&v[0], i)
+	}
+	for _, x := range v[i:] {
+		m = max(m, math.Float32bits(x)&abs)
+	}
+	if m > 0x7f800000 {
+		return math.NaN()
+	}
+	return float64(math.Float32frombits(m))
 }
 
 func grow(s []float32, n int) []float32 {

@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"testing"
 
 	"github.com/ringtrain/ringtrain/nn/internal/blas"
@@ -205,5 +206,30 @@ func BenchmarkSgemmGrad784(b *testing.B) {
 	g := make([]float32, outW*inW)
 	for b.Loop() {
 		blas.Sgemm(true, false, outW, inW, batch, 1, d, outW, a, inW, 0, g, inW)
+	}
+}
+
+func TestMaxAbs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	for _, n := range []int{0, 1, 63, 64, 65, 200, 1000} {
+		v := randVals(rng, n, 30)
+		var want float64
+		for _, x := range v {
+			want = max(want, math.Abs(float64(x)))
+		}
+		if got := MaxAbs(v); got != want {
+			t.Fatalf("n=%d: MaxAbs = %v, want %v", n, got, want)
+		}
+		if n == 0 {
+			continue
+		}
+		for _, special := range []float32{float32(math.Inf(-1)), float32(math.NaN())} {
+			w := slices.Clone(v)
+			w[rng.IntN(n)] = special
+			got := MaxAbs(w)
+			if math.IsNaN(float64(special)) != math.IsNaN(got) || !math.IsNaN(got) && !math.IsInf(got, 1) {
+				t.Fatalf("n=%d with %v: MaxAbs = %v", n, special, got)
+			}
+		}
 	}
 }

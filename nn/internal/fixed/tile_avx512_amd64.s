@@ -2,30 +2,26 @@
 
 #include "textflag.h"
 
-// func tile4x32(d *float32, ldd int, a *float32, lda int, rows *int32, nmicro int, shift float32, acc *int64, ldacc int)
+// func tile4x32(d *float32, a *float32, rows *int32, nmicro int, shift float32, acc *int64, ldacc int)
 //
 // For j < 4 and c < 32, acc[j·ldacc + c] = Σ over the nmicro micro-shards of
-// round(2^shift · Σ_k d[k·ldd + j]·a[k·lda + c]), where micro-shard m is the
-// next rows[m] rows of d and a, its float32 sum one chain of fused
-// multiply-adds from zero in order of k, scaled exactly (VSCALEFPS) and
-// rounded to the nearest int64, ties to even (VCVTPS2QQ under the default
-// MXCSR), and the integers summed exactly.
+// round(2^shift · Σ_k d[4k + j]·a[32k + c]), where micro-shard m is the next
+// rows[m] rows of d ([rows][4], packed) and a ([rows][32], packed), its
+// float32 sum one chain of fused multiply-adds from zero in order of k,
+// scaled exactly (VSCALEFPS) and rounded to the nearest int64, ties to even
+// (VCVTPS2QQ under the default MXCSR), and the integers summed exactly.
 //
 // Z0–Z7: the float32 tile (row j: Z2j columns 0–15, Z2j+1 columns 16–31);
-// Z8, Z9: a row of a; Z10–Z13: broadcasts, then conversion scratch; Z15:
-// the shift; Z16–Z31: the integers (row j, columns 8q..8q+7: Z16+4j+q).
-TEXT ·tile4x32(SB), NOSPLIT, $0-72
+// Z8, Z9 and Z14, Z15: rows of a (two k at a time); Z10–Z13: broadcasts,
+// then conversion scratch; Z14: the shift while converting; Z16–Z31: the
+// integers (row j, columns 8q..8q+7: Z16+4j+q).
+TEXT ·tile4x32(SB), NOSPLIT, $0-56
 	MOVQ d+0(FP), DI
-	MOVQ ldd+8(FP), R8
-	SHLQ $2, R8
-	MOVQ a+16(FP), SI
-	MOVQ lda+24(FP), R9
-	SHLQ $2, R9
-	MOVQ rows+32(FP), R10
-	MOVQ nmicro+40(FP), R11
-	VBROADCASTSS shift+48(FP), Z15
-	MOVQ acc+56(FP), R12
-	MOVQ ldacc+64(FP), R13
+	MOVQ a+8(FP), SI
+	MOVQ rows+16(FP), R10
+	MOVQ nmicro+24(FP), R11
+	MOVQ acc+40(FP), R12
+	MOVQ ldacc+48(FP), R13
 	SHLQ $3, R13
 	VPXORQ Z16, Z16, Z16
 	VPXORQ Z17, Z17, Z17
@@ -56,11 +52,11 @@ micro:
 	VPXORD Z5, Z5, Z5
 	VPXORD Z6, Z6, Z6
 	VPXORD Z7, Z7, Z7
-	TESTQ CX, CX
-	JZ convert
+	SUBQ $2, CX
+	JLT kone
 
-kloop:
-	VMOVUPS (SI), Z8
+ktwo:
+	VMOVUPS 0(SI), Z8
 	VMOVUPS 64(SI), Z9
 	VBROADCASTSS 0(DI), Z10
 	VBROADCASTSS 4(DI), Z11
@@ -74,55 +70,90 @@ kloop:
 	VFMADD231PS Z12, Z9, Z5
 	VFMADD231PS Z13, Z8, Z6
 	VFMADD231PS Z13, Z9, Z7
-	ADDQ R8, DI
-	ADDQ R9, SI
-	DECQ CX
-	JNZ kloop
+	VMOVUPS 128(SI), Z14
+	VMOVUPS 192(SI), Z15
+	VBROADCASTSS 16(DI), Z10
+	VBROADCASTSS 20(DI), Z11
+	VBROADCASTSS 24(DI), Z12
+	VBROADCASTSS 28(DI), Z13
+	VFMADD231PS Z10, Z14, Z0
+	VFMADD231PS Z10, Z15, Z1
+	VFMADD231PS Z11, Z14, Z2
+	VFMADD231PS Z11, Z15, Z3
+	VFMADD231PS Z12, Z14, Z4
+	VFMADD231PS Z12, Z15, Z5
+	VFMADD231PS Z13, Z14, Z6
+	VFMADD231PS Z13, Z15, Z7
+	ADDQ $256, SI
+	ADDQ $32, DI
+	SUBQ $2, CX
+	JGE ktwo
+
+kone:
+	ADDQ $2, CX
+	JZ convert
+	VMOVUPS 0(SI), Z8
+	VMOVUPS 64(SI), Z9
+	VBROADCASTSS 0(DI), Z10
+	VBROADCASTSS 4(DI), Z11
+	VBROADCASTSS 8(DI), Z12
+	VBROADCASTSS 12(DI), Z13
+	VFMADD231PS Z10, Z8, Z0
+	VFMADD231PS Z10, Z9, Z1
+	VFMADD231PS Z11, Z8, Z2
+	VFMADD231PS Z11, Z9, Z3
+	VFMADD231PS Z12, Z8, Z4
+	VFMADD231PS Z12, Z9, Z5
+	VFMADD231PS Z13, Z8, Z6
+	VFMADD231PS Z13, Z9, Z7
+	ADDQ $128, SI
+	ADDQ $16, DI
 
 convert:
-	VSCALEFPS Z15, Z0, Z0
+	VBROADCASTSS shift+32(FP), Z14
+	VSCALEFPS Z14, Z0, Z0
 	VCVTPS2QQ Y0, Z10
 	VEXTRACTF32X8 $1, Z0, Y11
 	VCVTPS2QQ Y11, Z11
 	VPADDQ Z10, Z16, Z16
 	VPADDQ Z11, Z17, Z17
-	VSCALEFPS Z15, Z1, Z1
+	VSCALEFPS Z14, Z1, Z1
 	VCVTPS2QQ Y1, Z10
 	VEXTRACTF32X8 $1, Z1, Y11
 	VCVTPS2QQ Y11, Z11
 	VPADDQ Z10, Z18, Z18
 	VPADDQ Z11, Z19, Z19
-	VSCALEFPS Z15, Z2, Z2
+	VSCALEFPS Z14, Z2, Z2
 	VCVTPS2QQ Y2, Z10
 	VEXTRACTF32X8 $1, Z2, Y11
 	VCVTPS2QQ Y11, Z11
 	VPADDQ Z10, Z20, Z20
 	VPADDQ Z11, Z21, Z21
-	VSCALEFPS Z15, Z3, Z3
+	VSCALEFPS Z14, Z3, Z3
 	VCVTPS2QQ Y3, Z10
 	VEXTRACTF32X8 $1, Z3, Y11
 	VCVTPS2QQ Y11, Z11
 	VPADDQ Z10, Z22, Z22
 	VPADDQ Z11, Z23, Z23
-	VSCALEFPS Z15, Z4, Z4
+	VSCALEFPS Z14, Z4, Z4
 	VCVTPS2QQ Y4, Z10
 	VEXTRACTF32X8 $1, Z4, Y11
 	VCVTPS2QQ Y11, Z11
 	VPADDQ Z10, Z24, Z24
 	VPADDQ Z11, Z25, Z25
-	VSCALEFPS Z15, Z5, Z5
+	VSCALEFPS Z14, Z5, Z5
 	VCVTPS2QQ Y5, Z10
 	VEXTRACTF32X8 $1, Z5, Y11
 	VCVTPS2QQ Y11, Z11
 	VPADDQ Z10, Z26, Z26
 	VPADDQ Z11, Z27, Z27
-	VSCALEFPS Z15, Z6, Z6
+	VSCALEFPS Z14, Z6, Z6
 	VCVTPS2QQ Y6, Z10
 	VEXTRACTF32X8 $1, Z6, Y11
 	VCVTPS2QQ Y11, Z11
 	VPADDQ Z10, Z28, Z28
 	VPADDQ Z11, Z29, Z29
-	VSCALEFPS Z15, Z7, Z7
+	VSCALEFPS Z14, Z7, Z7
 	VCVTPS2QQ Y7, Z10
 	VEXTRACTF32X8 $1, Z7, Y11
 	VCVTPS2QQ Y11, Z11
@@ -152,5 +183,52 @@ store:
 	VMOVDQU64 Z29, 64(R12)
 	VMOVDQU64 Z30, 128(R12)
 	VMOVDQU64 Z31, 192(R12)
+	VZEROUPPER
+	RET
+
+// func maxAbsBits(v *float32, n int) uint32
+//
+// The largest of the bits of |v[i]| (v[i] with the sign bit cleared) as
+// unsigned integers, for i < n, n a multiple of 64: their order is the
+// order of the magnitudes, every NaN above infinity.
+TEXT ·maxAbsBits(SB), NOSPLIT, $0-20
+	MOVQ         v+0(FP), SI
+	MOVQ         n+8(FP), CX
+	MOVL         $0x7fffffff, AX
+	VPBROADCASTD AX, Z8
+	VPXORD       Z0, Z0, Z0
+	VPXORD       Z1, Z1, Z1
+	VPXORD       Z2, Z2, Z2
+	VPXORD       Z3, Z3, Z3
+
+loop:
+	TESTQ    CX, CX
+	JZ       reduce
+	VPANDD   (SI), Z8, Z4
+	VPANDD   64(SI), Z8, Z5
+	VPANDD   128(SI), Z8, Z6
+	VPANDD   192(SI), Z8, Z7
+	VPMAXUD  Z4, Z0, Z0
+	VPMAXUD  Z5, Z1, Z1
+	VPMAXUD  Z6, Z2, Z2
+	VPMAXUD  Z7, Z3, Z3
+	ADDQ     $256, SI
+	SUBQ     $64, CX
+	JMP      loop
+
+reduce:
+	VPMAXUD       Z1, Z0, Z0
+	VPMAXUD       Z3, Z2, Z2
+	VPMAXUD       Z2, Z0, Z0
+	VEXTRACTI32X8 $1, Z0, Y1
+	VPMAXUD       Y1, Y0, Y0
+	VEXTRACTI128  $1, Y0, X1
+	VPMAXUD       X1, X0, X0
+	VPSHUFD       $0x4e, X0, X1
+	VPMAXUD       X1, X0, X0
+	VPSHUFD       $0xb1, X0, X1
+	VPMAXUD       X1, X0, X0
+	VMOVD         X0, AX
+	MOVL          AX, ret+16(FP)
 	VZEROUPPER
 	RET
