@@ -1,7 +1,6 @@
 package nn
 
 import (
-
 	"github.com/ringtrain/ringtrain/nn/internal/blas"
 	"github.com/ringtrain/ringtrain/nn/internal/fixed"
 )
