@@ -86,7 +86,7 @@ test: test-deps build data lint verify-proto etcd-binary
 	$(MAKE) fuzz-smoke FUZZTIME=5s
 	$(GO) test -count=1 -race -timeout 30m ./allreduce/... ./cluster/... ./coordinator/... ./worker/... ./train/...
 	CGO_ENABLED=0 $(GO) build -tags purego -o /dev/null ./cmd/ringtrain
-	CGO_ENABLED=0 $(GO) test -count=1 -tags purego ./nn/...
+	CGO_ENABLED=0 $(GO) test -count=1 -tags purego ./nn/... ./train/
 	$(GO) test -count=1 -timeout 60m -run '^TestChaos$$' ./deploy/
 
 test-short: build

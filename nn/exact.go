@@ -130,6 +130,18 @@ func (n *Network) FixedWeightGrad(b Batch, l, shift int, acc []int64) {
 	fixed.WeightGrad(acc[:outW*inW], n.ws.d[l], outW, prev, inW, n.ws.micro, shift, &n.ws.fixed)
 }
 
+// FixedWeightGradFloat is FixedWeightGrad followed by the conversion back to
+// float32 (out[i] = float32(acc[i] · 2^−shift), one rounding), for a sum
+// that needs no other process's: the integers never reach memory.
+func (n *Network) FixedWeightGradFloat(b Batch, l, shift int, out []float32) {
+	inW, outW := n.Spec.Layers[l], n.Spec.Layers[l+1]
+	prev := b.X
+	if l > 0 {
+		prev = n.ws.a[l-1]
+	}
+	fixed.WeightGradFloat(out[:outW*inW], n.ws.d[l], outW, prev, inW, n.ws.micro, shift, &n.ws.fixed)
+}
+
 // FixedBiasGrad is FixedWeightGrad for layer l's bias gradient: each
 // micro-shard's column sums of Δ^l, in order of the rows, as
 // ComputeGradients computes them.

@@ -200,6 +200,26 @@ func (s *Stepper) stepExact(ctx context.Context, vote bool) (Result, error) {
 		e.acc[np] += int64(math.Ldexp(l, ls))
 	}
 	e.pending = e.pending[:0]
+	if world == 1 && e.fused {
+		// One process: the sums are final where they are made, so the
+		// kernel converts them back at once (the same bits as a
+		// collective's conversion) and nothing is reduced.
+		if err := ctx.Err(); err != nil {
+			return Result{}, fmt.Errorf("step %d: %w", st.Step, err)
+		}
+		for b, sp := range e.buckets {
+			out := e.out[sp.off : sp.off+sp.len]
+			if b%2 == 0 {
+				st.Net.FixedWeightGradFloat(rows, b/2, e.shift(e.exps[b]), out)
+				continue
+			}
+			acc := e.acc[sp.off : sp.off+sp.len]
+			st.Net.FixedBiasGrad(b/2, e.shift(e.exps[b]), acc)
+			fromFixed(out, acc, e.shift(e.exps[b]))
+		}
+		loss := float64(float32(math.Ldexp(float64(e.acc[np]), -ls))) / float64(st.Cfg.Batch)
+		return s.apply(loss, true, e.ctl[world*nb] > 0, e.ctl[world*nb+1:], compute, time.Since(t1), 0)
+	}
 	for i, bk := range e.collectives {
 		for b, sp := range e.buckets {
 			if sp.off < bk.off || sp.off >= bk.end {

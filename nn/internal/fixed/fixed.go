@@ -86,6 +86,24 @@ type Scratch struct {
 // while every row tile streams past it. Edges are zero-padded; their
 // integers are zero and are not stored.
 func WeightGrad(acc []int64, d []float32, outW int, a []float32, inW int, rows []int32, shift int, s *Scratch) {
+	if len(acc) < outW*inW {
+		panic(fmt.Sprintf("fixed: WeightGrad: len(acc) %d < %d×%d", len(acc), outW, inW))
+	}
+	weightGrad(acc, nil, d, outW, a, inW, rows, shift, s)
+}
+
+// WeightGradFloat is WeightGrad followed by the conversion of the sums back
+// to float32: out[o·inW + i] = float32(sum · 2^−shift), rounded once — for
+// a sum that needs no other rank's (one process), with no integer ever
+// stored.
+func WeightGradFloat(out []float32, d []float32, outW int, a []float32, inW int, rows []int32, shift int, s *Scratch) {
+	if len(out) < outW*inW {
+		panic(fmt.Sprintf("fixed: WeightGradFloat: len(out) %d < %d×%d", len(out), outW, inW))
+	}
+	weightGrad(nil, out, d, outW, a, inW, rows, shift, s)
+}
+
+func weightGrad(acc []int64, out []float32, d []float32, outW int, a []float32, inW int, rows []int32, shift int, s *Scratch) {
 	if kernel == "" {
 		panic("fixed: WeightGrad without a kernel; check Kernel() first")
 	}
@@ -93,15 +111,19 @@ func WeightGrad(acc []int64, d []float32, outW int, a []float32, inW int, rows [
 	for _, r := range rows {
 		total += int(r)
 	}
-	if len(d) < total*outW || len(a) < total*inW || len(acc) < outW*inW {
-		panic(fmt.Sprintf("fixed: WeightGrad: %d rows of %d×%d need len(d) ≥ %d (have %d), len(a) ≥ %d (have %d), len(acc) ≥ %d (have %d)",
-			total, outW, inW, total*outW, len(d), total*inW, len(a), outW*inW, len(acc)))
+	if len(d) < total*outW || len(a) < total*inW {
+		panic(fmt.Sprintf("fixed: WeightGrad: %d rows of %d×%d need len(d) ≥ %d (have %d) and len(a) ≥ %d (have %d)",
+			total, outW, inW, total*outW, len(d), total*inW, len(a)))
 	}
 	if total == 0 || len(rows) == 0 {
-		clear(acc[:outW*inW])
+		if out != nil {
+			clear(out[:outW*inW])
+		} else {
+			clear(acc[:outW*inW])
+		}
 		return
 	}
-	sh := float32(shift)
+	sh, unscale := float32(shift), math.Ldexp(1, -shift)
 	tiles := (outW + tileRows - 1) / tileRows
 	s.d = grow(s.d, tiles*total*tileRows)
 	packTiles(s.d, d, total, outW)
@@ -113,12 +135,24 @@ func WeightGrad(acc []int64, d []float32, outW int, a []float32, inW int, rows [
 			o0 := t * tileRows
 			dp := &s.d[t*total*tileRows]
 			if o0+tileRows <= outW && cols == tileCols {
-				tile4x32(dp, &s.a[0], &rows[0], len(rows), sh, &acc[o0*inW+i0], inW)
+				if out != nil {
+					tile4x32(dp, &s.a[0], &rows[0], len(rows), sh, nil, inW, &out[o0*inW+i0], unscale)
+				} else {
+					tile4x32(dp, &s.a[0], &rows[0], len(rows), sh, &acc[o0*inW+i0], inW, nil, 0)
+				}
 				continue
 			}
-			tile4x32(dp, &s.a[0], &rows[0], len(rows), sh, &s.acc[0], tileCols)
+			tile4x32(dp, &s.a[0], &rows[0], len(rows), sh, &s.acc[0], tileCols, nil, 0)
 			for j := range min(tileRows, outW-o0) {
-				copy(acc[(o0+j)*inW+i0:][:cols], s.acc[j*tileCols:])
+				src := s.acc[j*tileCols:][:cols]
+				if out != nil {
+					dst := out[(o0+j)*inW+i0:][:cols]
+					for c, v := range src {
+						dst[c] = float32(float64(v) * unscale)
+					}
+				} else {
+					copy(acc[(o0+j)*inW+i0:][:cols], src)
+				}
 			}
 		}
 	}

@@ -233,3 +233,34 @@ func TestMaxAbs(t *testing.T) {
 		}
 	}
 }
+
+// TestWeightGradFloat: the float32 images are those of WeightGrad's
+// integers, converted once.
+func TestWeightGradFloat(t *testing.T) {
+	if Kernel() == "" {
+		t.Skip("no fixed-point kernel on this CPU")
+	}
+	rng := rand.New(rand.NewPCG(7, 8))
+	var s Scratch
+	for _, c := range []struct {
+		outW, inW int
+		rows      []int32
+	}{{10, 784, []int32{16, 16, 7}}, {8, 64, []int32{4}}, {5, 33, []int32{3, 0, 5}}} {
+		total := 0
+		for _, r := range c.rows {
+			total += int(r)
+		}
+		d, a := randVals(rng, total*c.outW, 3), randVals(rng, total*c.inW, 3)
+		shift := shiftFor(d, a, c.rows)
+		acc := make([]int64, c.outW*c.inW)
+		WeightGrad(acc, d, c.outW, a, c.inW, c.rows, shift, &s)
+		out := make([]float32, c.outW*c.inW)
+		WeightGradFloat(out, d, c.outW, a, c.inW, c.rows, shift, &s)
+		for i, v := range acc {
+			want := float32(math.Ldexp(float64(v), -shift))
+			if math.Float32bits(out[i]) != math.Float32bits(want) {
+				t.Fatalf("%d×%d [%d]: %v, want %v (from %d)", c.outW, c.inW, i, out[i], want, v)
+			}
+		}
+	}
+}

@@ -2,7 +2,7 @@
 
 #include "textflag.h"
 
-// func tile4x32(d *float32, a *float32, rows *int32, nmicro int, shift float32, acc *int64, ldacc int)
+// func tile4x32(d *float32, a *float32, rows *int32, nmicro int, shift float32, acc *int64, ldacc int, out *float32, unscale float64)
 //
 // For j < 4 and c < 32, acc[j·ldacc + c] = Σ over the nmicro micro-shards of
 // round(2^shift · Σ_k d[4k + j]·a[32k + c]), where micro-shard m is the next
@@ -10,12 +10,15 @@
 // float32 sum one chain of fused multiply-adds from zero in order of k,
 // scaled exactly (VSCALEFPS) and rounded to the nearest int64, ties to even
 // (VCVTPS2QQ under the default MXCSR), and the integers summed exactly.
+// With out not nil the integers are not stored: out[j·ldacc + c] gets
+// float32(float64(integer) · unscale) instead (exact to float64, below
+// 2^53; one rounding), as a sum that needs no other rank's is finished.
 //
 // Z0–Z7: the float32 tile (row j: Z2j columns 0–15, Z2j+1 columns 16–31);
 // Z8, Z9 and Z14, Z15: rows of a (two k at a time); Z10–Z13: broadcasts,
 // then conversion scratch; Z14: the shift while converting; Z16–Z31: the
 // integers (row j, columns 8q..8q+7: Z16+4j+q).
-TEXT ·tile4x32(SB), NOSPLIT, $0-56
+TEXT ·tile4x32(SB), NOSPLIT, $0-72
 	MOVQ d+0(FP), DI
 	MOVQ a+8(FP), SI
 	MOVQ rows+16(FP), R10
@@ -164,6 +167,9 @@ convert:
 	JMP micro
 
 store:
+	MOVQ out+56(FP), R14
+	TESTQ R14, R14
+	JNZ storefloat
 	VMOVDQU64 Z16, 0(R12)
 	VMOVDQU64 Z17, 64(R12)
 	VMOVDQU64 Z18, 128(R12)
@@ -183,6 +189,79 @@ store:
 	VMOVDQU64 Z29, 64(R12)
 	VMOVDQU64 Z30, 128(R12)
 	VMOVDQU64 Z31, 192(R12)
+	VZEROUPPER
+	RET
+
+storefloat:
+	VBROADCASTSD unscale+64(FP), Z0
+	SHRQ $1, R13 // a row of float32s is half as many bytes
+	VCVTQQ2PD Z16, Z16
+	VMULPD Z0, Z16, Z16
+	VCVTPD2PS Z16, Y16
+	VMOVUPS Y16, 0(R14)
+	VCVTQQ2PD Z17, Z17
+	VMULPD Z0, Z17, Z17
+	VCVTPD2PS Z17, Y17
+	VMOVUPS Y17, 32(R14)
+	VCVTQQ2PD Z18, Z18
+	VMULPD Z0, Z18, Z18
+	VCVTPD2PS Z18, Y18
+	VMOVUPS Y18, 64(R14)
+	VCVTQQ2PD Z19, Z19
+	VMULPD Z0, Z19, Z19
+	VCVTPD2PS Z19, Y19
+	VMOVUPS Y19, 96(R14)
+	ADDQ R13, R14
+	VCVTQQ2PD Z20, Z20
+	VMULPD Z0, Z20, Z20
+	VCVTPD2PS Z20, Y20
+	VMOVUPS Y20, 0(R14)
+	VCVTQQ2PD Z21, Z21
+	VMULPD Z0, Z21, Z21
+	VCVTPD2PS Z21, Y21
+	VMOVUPS Y21, 32(R14)
+	VCVTQQ2PD Z22, Z22
+	VMULPD Z0, Z22, Z22
+	VCVTPD2PS Z22, Y22
+	VMOVUPS Y22, 64(R14)
+	VCVTQQ2PD Z23, Z23
+	VMULPD Z0, Z23, Z23
+	VCVTPD2PS Z23, Y23
+	VMOVUPS Y23, 96(R14)
+	ADDQ R13, R14
+	VCVTQQ2PD Z24, Z24
+	VMULPD Z0, Z24, Z24
+	VCVTPD2PS Z24, Y24
+	VMOVUPS Y24, 0(R14)
+	VCVTQQ2PD Z25, Z25
+	VMULPD Z0, Z25, Z25
+	VCVTPD2PS Z25, Y25
+	VMOVUPS Y25, 32(R14)
+	VCVTQQ2PD Z26, Z26
+	VMULPD Z0, Z26, Z26
+	VCVTPD2PS Z26, Y26
+	VMOVUPS Y26, 64(R14)
+	VCVTQQ2PD Z27, Z27
+	VMULPD Z0, Z27, Z27
+	VCVTPD2PS Z27, Y27
+	VMOVUPS Y27, 96(R14)
+	ADDQ R13, R14
+	VCVTQQ2PD Z28, Z28
+	VMULPD Z0, Z28, Z28
+	VCVTPD2PS Z28, Y28
+	VMOVUPS Y28, 0(R14)
+	VCVTQQ2PD Z29, Z29
+	VMULPD Z0, Z29, Z29
+	VCVTPD2PS Z29, Y29
+	VMOVUPS Y29, 32(R14)
+	VCVTQQ2PD Z30, Z30
+	VMULPD Z0, Z30, Z30
+	VCVTPD2PS Z30, Y30
+	VMOVUPS Y30, 64(R14)
+	VCVTQQ2PD Z31, Z31
+	VMULPD Z0, Z31, Z31
+	VCVTPD2PS Z31, Y31
+	VMOVUPS Y31, 96(R14)
 	VZEROUPPER
 	RET
 

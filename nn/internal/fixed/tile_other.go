@@ -2,7 +2,7 @@
 
 package fixed
 
-func tile4x32(d *float32, a *float32, rows *int32, nmicro int, shift float32, acc *int64, ldacc int) {
+func tile4x32(d *float32, a *float32, rows *int32, nmicro int, shift float32, acc *int64, ldacc int, out *float32, unscale float64) {
 	panic("fixed: no kernel on this architecture")
 }
 
