@@ -28,8 +28,10 @@ func TestWatchReachabilityNamesDeadEndpoints(t *testing.T) {
 	}
 	defer cli.Close()
 	core, logs := observer.New(zap.WarnLevel)
-	stop := WatchReachability(context.Background(), cli, []string{live, dead}, 50*time.Millisecond, zap.New(core))
-	deadline := time.Now().Add(5 * time.Second)
+	// A period long enough that the live endpoint answers within half of
+	// it on a loaded machine.
+	stop := WatchReachability(context.Background(), cli, []string{live, dead}, 400*time.Millisecond, zap.New(core))
+	deadline := time.Now().Add(15 * time.Second)
 	for logs.FilterField(zap.String("endpoint", dead)).Len() < 2 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}

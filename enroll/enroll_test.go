@@ -262,7 +262,7 @@ func TestEnrollLiveIDRefusedUntilItLeaves(t *testing.T) {
 		t.Fatalf("live ID: %v, want AlreadyExists naming the live worker", err)
 	}
 	// Enroll retries it; it fails at the deadline while w1 stays live...
-	if err := c.Enroll(ctxT(t, 700*time.Millisecond)); err == nil || !strings.Contains(err.Error(), "live worker holds this ID") {
+	if err := c.Enroll(ctxT(t, 3*time.Second)); err == nil || !strings.Contains(err.Error(), "live worker holds this ID") {
 		t.Fatalf("Enroll while w1 is live: %v", err)
 	}
 	// ...and succeeds once it has left.
