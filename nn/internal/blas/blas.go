@@ -7,7 +7,14 @@
 //     openblas_set_num_threads; the default is OpenBLAS's own
 //     (OPENBLAS_NUM_THREADS, else every core). A DYNAMIC_ARCH build picks
 //     its kernel per CPU at load time (OPENBLAS_CORETYPE overrides it);
-//     Kernel names it.
+//     Kernel names it. Where it picks one for an older CPU than this one
+//     (0.3.21 does not know Sapphire Rapids and runs Prescott's SSE3
+//     kernel, about 4× slower) and OPENBLAS_CORETYPE is unset, the
+//     package's init reselects, before any call, SkylakeX on CPUs with
+//     AVX-512F, DQ, BW and VL, or Haswell on CPUs with AVX2 and FMA
+//     (through gotoblas_dynamic_quit and gotoblas_dynamic_init, the way
+//     OPENBLAS_CORETYPE would have at load). An OpenBLAS built for one
+//     target keeps its kernel.
 //   - sgemm_purego.go (CGO_ENABLED=0 or -tags purego): pure Go, no cgo, with
 //     three kernels, chosen when the process starts. Two are blocked
 //     (sgemm_blocked.go): op(A) and op(B) are packed into blocks sized for L2
@@ -56,9 +63,10 @@ const Backend = backend
 
 // Kernel names the kernel Sgemm runs on this machine: OpenBLAS's core name
 // (openblas_get_corename: the kernel a DYNAMIC_ARCH build picks for the CPU,
-// e.g. "Haswell", "SkylakeX", "Cooperlake", or the one a build was compiled
-// for), or for the pure-Go backend "avx512", "avx2-fma" or "generic"
-// (gonum's Sgemm, the same Go code on every CPU of one GOARCH): the one
+// or the package's init in its place, e.g. "Haswell", "SkylakeX",
+// "Cooperlake", or the one a build was compiled for), or for the pure-Go
+// backend "avx512", "avx2-fma" or "generic" (gonum's Sgemm, the same Go code
+// on every CPU of one GOARCH): the one
 // actually in use, whatever KernelEnv asked for. Two machines with equal
 // Backend, Kernel and Threads compute the same float32 bits.
 func Kernel() string { return kernel() }
