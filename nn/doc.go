@@ -73,13 +73,15 @@
 //
 // Matrix products go to internal/blas: OpenBLAS's cblas_sgemm when cgo is
 // enabled; when built with CGO_ENABLED=0 or -tags purego, pure Go: an
-// AVX2+FMA assembly kernel on amd64 CPUs that have it (within about 20% of
-// OpenBLAS on a training step), else gonum's Sgemm (about 4× slower), and
-// RINGTRAIN_GEMM_KERNEL=avx2 or =generic picks one. Only GEMMs cross into C;
-// elementwise work stays in Go. SetThreads is
+// AVX-512 assembly kernel on amd64 CPUs with AVX512F (about as fast as
+// OpenBLAS's SkylakeX kernel on a training step), else an AVX2+FMA one where
+// the CPU has those (the same bits, about half as fast), else gonum's Sgemm,
+// and RINGTRAIN_GEMM_KERNEL=avx512, =avx2 or =generic picks one. Only GEMMs
+// cross into C; elementwise work stays in Go. SetThreads is
 // process-wide because the thread count belongs to the BLAS library. OpenBLAS
 // starts its own worker threads (not goroutines) at load time and defaults to
 // OPENBLAS_NUM_THREADS or every core; the pure-Go build defaults to one
 // thread and then never starts a goroutine. Results are bitwise reproducible
-// for a fixed backend, CPU kernel (BLASKernel) and thread count.
+// for a fixed backend, kernel class (BLASBitsKernel: avx512 and avx2-fma are
+// one) and thread count.
 package nn

@@ -17,10 +17,24 @@ func BLASBackend() string { return blas.Backend }
 
 // BLASKernel names the kernel the matrix multiply runs on this machine:
 // OpenBLAS's core name, chosen per CPU (e.g. "Haswell", "SkylakeX",
-// "Cooperlake"), or the pure-Go backend's "avx2-fma" or "generic". With
-// BLASBackend, the thread count and GOARCH it is what can change a
-// product's float32 bits between machines.
+// "Cooperlake"), or the pure-Go backend's "avx512", "avx2-fma" or
+// "generic". With BLASBackend, the thread count and GOARCH it is what can
+// change a product's float32 bits between machines; BLASBitsKernel tells
+// which kernels compute the same bits.
 func BLASKernel() string { return blas.Kernel() }
+
+// BLASBitsKernel names BLASKernel's class of float32 bits: two machines whose
+// BLASBackend, BLASBitsKernel, thread count and GOARCH are equal compute the
+// same products, bit for bit. The pure-Go "avx512" and "avx2-fma" take the
+// same fused multiply-adds in the same order, so both are "avx2-fma" (the
+// name that came first); every other kernel, OpenBLAS's included, is its own
+// class.
+func BLASBitsKernel() string {
+	if k := blas.Kernel(); blas.Backend != "go" || k != "avx512" {
+		return k
+	}
+	return "avx2-fma"
+}
 
 // BLASKernelError reports a RINGTRAIN_GEMM_KERNEL value this process cannot
 // honour (an unknown kernel, one the CPU lacks, or any value in the OpenBLAS

@@ -26,9 +26,13 @@ import (
 type Fingerprint struct {
 	// GEMM is the matrix multiply compiled in: "openblas" or "go".
 	GEMM string `json:"gemm"`
-	// Kernel is the GEMM kernel on this machine: OpenBLAS's core name
-	// (e.g. "Haswell", "SkylakeX"), or the pure-Go backend's "avx2-fma" or
-	// "generic" (RINGTRAIN_GEMM_KERNEL selects it).
+	// Kernel is the GEMM kernel on this machine by the bits it computes
+	// (nn.BLASBitsKernel): OpenBLAS's core name (e.g. "Haswell",
+	// "SkylakeX"), or the pure-Go backend's "avx2-fma" (its avx512 kernel
+	// as well as its avx2-fma one, which compute the same bits, so AVX-512
+	// and AVX2-only machines train together) or "generic"
+	// (RINGTRAIN_GEMM_KERNEL selects it). A fingerprint recorded as
+	// "avx512", before Kernel was a class, compares as "avx2-fma".
 	Kernel string `json:"kernel"`
 	// Fixed is how exact training takes a micro-shard's weight gradient to
 	// fixed point: "avx512" (nn.FixedKernel: in registers, its own sum
@@ -47,7 +51,7 @@ type Fingerprint struct {
 func NewFingerprint(cfg Config, data *dataset.Set) Fingerprint {
 	return Fingerprint{
 		GEMM:    nn.BLASBackend(),
-		Kernel:  nn.BLASKernel(),
+		Kernel:  nn.BLASBitsKernel(),
 		Fixed:   fixedWay(),
 		Threads: cfg.Threads,
 		GOARCH:  runtime.GOARCH,
@@ -158,14 +162,14 @@ func (f Fingerprint) firstDiff(run Fingerprint) (fpPart, bool) {
 		}
 		return fpPart{"GEMM backend", f.GEMM, run.GEMM,
 			fmt.Sprintf("the GEMM backend %s differs from the run's %s (%s); %s", f.GEMM, run.GEMM, fpWhy, fix)}, true
-	case f.Kernel != run.Kernel:
-		env := "OPENBLAS_CORETYPE"
+	case f.kernel() != run.kernel():
+		fix := "OPENBLAS_CORETYPE=" + run.kernel()
 		if run.GEMM == "go" {
-			env = "RINGTRAIN_GEMM_KERNEL"
+			fix = "RINGTRAIN_GEMM_KERNEL=" + goKernelSetting(run.kernel())
 		}
-		return fpPart{"GEMM kernel", f.Kernel, run.Kernel,
-			fmt.Sprintf("the GEMM kernel %s differs from the run's %s (%s); run it on a CPU of the run's kind, or set %s=%s where the CPU supports that kernel",
-				f.Kernel, run.Kernel, fpWhy, env, run.Kernel)}, true
+		return fpPart{"GEMM kernel", f.kernel(), run.kernel(),
+			fmt.Sprintf("the GEMM kernel %s differs from the run's %s (%s); run it on a CPU of the run's kind, or set %s where the CPU supports that kernel",
+				f.kernel(), run.kernel(), fpWhy, fix)}, true
 	case f.Fixed != run.Fixed:
 		fix := "unset RINGTRAIN_FIXED_KERNEL, on a CPU with AVX-512F and DQ"
 		if run.Fixed == "gemm" {
@@ -185,6 +189,26 @@ func (f Fingerprint) firstDiff(run Fingerprint) (fpPart, bool) {
 				short(f.Data), short(run.Data), fpWhy)}, true
 	}
 	return fpPart{}, false
+}
+
+// kernel is f.Kernel as NewFingerprint records it now: the pure-Go "avx512",
+// which fingerprints taken before Kernel named a class of bits may hold, is
+// "avx2-fma" (nn.BLASBitsKernel).
+func (f Fingerprint) kernel() string {
+	if f.GEMM == "go" && f.Kernel == "avx512" {
+		return "avx2-fma"
+	}
+	return f.Kernel
+}
+
+// goKernelSetting is the RINGTRAIN_GEMM_KERNEL value that selects a pure-Go
+// kernel class: "avx2" for avx2-fma (avx512 too computes its bits, and is
+// what an AVX-512 CPU runs with the variable unset), else the name itself.
+func goKernelSetting(kernel string) string {
+	if kernel == "avx2-fma" {
+		return "avx2"
+	}
+	return kernel
 }
 
 // short is a digest's first 12 hex digits, enough to tell two apart in a

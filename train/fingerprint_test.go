@@ -85,12 +85,67 @@ func TestNewFingerprint(t *testing.T) {
 	cfg.Threads = 3
 	set := &dataset.Set{X: []float32{0, 0.5, 1, 0.25}, Labels: []int32{1, 0}, N: 2, Dim: 2, Classes: 2}
 	fp := NewFingerprint(cfg, set)
-	want := Fingerprint{GEMM: nn.BLASBackend(), Kernel: nn.BLASKernel(), Fixed: fixedWay(), Threads: 3, GOARCH: runtime.GOARCH, Data: DataDigest(set)}
+	want := Fingerprint{GEMM: nn.BLASBackend(), Kernel: nn.BLASBitsKernel(), Fixed: fixedWay(), Threads: 3, GOARCH: runtime.GOARCH, Data: DataDigest(set)}
 	if fp != want {
 		t.Fatalf("NewFingerprint = %+v, want %+v", fp, want)
 	}
 	if fp.GEMM == "" || fp.Kernel == "" || len(fp.Data) != 64 {
 		t.Fatalf("NewFingerprint = %+v: a component is missing", fp)
+	}
+}
+
+// TestFingerprintKernelClass: the pure-Go avx512 and avx2-fma kernels
+// compute the same bits, so a fingerprint names both "avx2-fma": AVX-512 and
+// AVX2-only machines train together, and a run or checkpoint recorded as
+// avx2-fma (or, before Kernel was a class, as avx512) is accepted on either.
+// Other kernels still differ, with a fix RINGTRAIN_GEMM_KERNEL can apply.
+func TestFingerprintKernelClass(t *testing.T) {
+	if nn.BLASBackend() == "go" && nn.BLASKernel() == "avx512" {
+		if k := NewFingerprint(DefaultConfig(), &dataset.Set{}).Kernel; k != "avx2-fma" {
+			t.Fatalf("NewFingerprint.Kernel = %q on the avx512 kernel, want avx2-fma", k)
+		}
+	}
+	fp := func(kernel string) Fingerprint {
+		return Fingerprint{GEMM: "go", Kernel: kernel, Fixed: "gemm", Threads: 1, GOARCH: "amd64", Data: strings.Repeat("ab", 32)}
+	}
+	for _, tc := range []struct {
+		here, run string
+		check     []string // substrings of Check's message; nil: accepted
+	}{
+		{"avx2-fma", "avx2-fma", nil},
+		{"avx2-fma", "avx512", nil}, // a fingerprint from before the classes
+		{"avx512", "avx2-fma", nil},
+		{"generic", "avx2-fma", []string{"the GEMM kernel generic differs from the run's avx2-fma", "RINGTRAIN_GEMM_KERNEL=avx2 "}},
+		{"generic", "avx512", []string{"the GEMM kernel generic differs from the run's avx2-fma", "RINGTRAIN_GEMM_KERNEL=avx2 "}},
+		{"avx2-fma", "generic", []string{"the GEMM kernel avx2-fma differs from the run's generic", "RINGTRAIN_GEMM_KERNEL=generic "}},
+	} {
+		err := fp(tc.here).Check(fp(tc.run))
+		if tc.check == nil {
+			if err != nil {
+				t.Errorf("kernel %s here, %s in the run: Check = %v, want nil", tc.here, tc.run, err)
+			}
+			if d := fp(tc.here).Diff(fp(tc.run)); d != "" {
+				t.Errorf("kernel %s here, %s in the run: Diff = %q, want none", tc.here, tc.run, d)
+			}
+			continue
+		}
+		if err == nil || !usage.Is(err) {
+			t.Errorf("kernel %s here, %s in the run: Check = %v, want a usage error", tc.here, tc.run, err)
+			continue
+		}
+		for _, s := range tc.check {
+			if !strings.Contains(err.Error(), s) {
+				t.Errorf("kernel %s here, %s in the run: Check = %q, want it to contain %q", tc.here, tc.run, err, s)
+			}
+		}
+	}
+	// OpenBLAS's core names are classes of their own.
+	ob := func(kernel string) Fingerprint { f := fp(kernel); f.GEMM = "openblas"; return f }
+	if ob("SkylakeX").Check(ob("Cooperlake")) == nil {
+		t.Error("OpenBLAS's SkylakeX and Cooperlake kernels compare equal")
+	}
+	if ob("avx512").Check(ob("avx2-fma")) == nil {
+		t.Error(`an OpenBLAS core named "avx512" compares equal to "avx2-fma"`)
 	}
 }
 
