@@ -231,7 +231,7 @@ func TestFingerprintRefusesWorker(t *testing.T) {
 		threads  int
 		want     string
 	}{
-		{"w-threads", r.train, 2, "worker w-threads: --threads 2 differs from the run's 1 (the fingerprint of exact training: GEMM backend and kernel, threads, GOARCH, data); start it with --threads 1"},
+		{"w-threads", r.train, 2, "worker w-threads: --threads 2 differs from the run's 1 (the fingerprint of exact training: GEMM backend and kernel, fixed-point kernel, threads, GOARCH, data); start it with --threads 1"},
 		{"w-data", r.other, 0, "worker w-data: the training data (sha256 "},
 	} {
 		err := <-r.start(tc.id, tc.data, tc.threads)
