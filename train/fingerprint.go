@@ -36,7 +36,9 @@ type Fingerprint struct {
 	Kernel string `json:"kernel"`
 	// Fixed is how exact training takes a micro-shard's weight gradient to
 	// fixed point: "avx512" (nn.FixedKernel: in registers, its own sum
-	// order), or "gemm" (the GEMM above, then a conversion).
+	// order), or "gemm" (the GEMM above, then a conversion). With the
+	// pure-Go FMA kernels (Kernel "avx2-fma") the two give the same bits, so
+	// such machines record "gemm" either way and mix freely.
 	Fixed string `json:"fixed"`
 	// Threads is the BLAS thread count per worker (--threads).
 	Threads int `json:"threads"`
@@ -244,7 +246,7 @@ func (f Fingerprint) Check(run Fingerprint) error {
 
 // fixedWay is Fingerprint.Fixed for this process.
 func fixedWay() string {
-	if k := nn.FixedKernel(); k != "" {
+	if k := nn.FixedKernel(); k != "" && !(nn.BLASBackend() == "go" && nn.BLASBitsKernel() == "avx2-fma") {
 		return k
 	}
 	return "gemm"
