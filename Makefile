@@ -22,6 +22,9 @@ CC        ?= cc
 # batches its micro-shards only with them, their rows being independent);
 # else OpenBLAS through cgo where a C compiler and OpenBLAS's headers are
 # found; else pure Go (generic). BACKEND=openblas or BACKEND=purego chooses.
+# The pure-Go backend's build tag is gogemm, not Go's own "purego", which
+# would also turn off the standard library's assembly (AES-GCM for TLS,
+# SHA-256) and the ring's add kernel.
 FASTGO    := $(shell [ "$$($(GO) env GOARCH)" = amd64 ] && grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo && echo yes)
 CBLAS     := $(shell printf '\043include <cblas.h>\n' | $(CC) -E -x c - >/dev/null 2>&1 && echo yes)
 BACKEND   ?= $(if $(FASTGO),purego,$(if $(CBLAS),openblas,purego))
@@ -30,7 +33,7 @@ BUILDENV  := CGO_ENABLED=1
 TAGS      :=
 else
 BUILDENV  := CGO_ENABLED=0
-TAGS      := -tags purego
+TAGS      := -tags gogemm
 endif
 # What `make test` needs that only apt provides: the OpenBLAS headers (the
 # cgo backend is tested too) and chromium (the dashboard test loads the page).
@@ -51,7 +54,7 @@ build-static: backend
 ifeq ($(BACKEND),openblas)
 	CGO_ENABLED=1 $(GO) build -tags netgo,osusergo -ldflags '$(LDFLAGS) $(STATIC)' -o $(BIN)/ringtrain-static ./cmd/ringtrain
 else
-	CGO_ENABLED=0 $(GO) build -tags purego,netgo,osusergo -ldflags '$(LDFLAGS)' -o $(BIN)/ringtrain-static ./cmd/ringtrain
+	CGO_ENABLED=0 $(GO) build -tags gogemm,netgo,osusergo -ldflags '$(LDFLAGS)' -o $(BIN)/ringtrain-static ./cmd/ringtrain
 endif
 
 backend:
@@ -85,14 +88,14 @@ run: build data
 
 # The compose fault suite (TestChaos) runs last and alone: it needs both cores.
 # bin/etcd comes first: the Kubernetes manifest tests check etcd's flags
-# against it. The pure-Go build (-tags purego, no cgo) is compiled and its nn
+# against it. The pure-Go build (-tags gogemm, no cgo) is compiled and its nn
 # tests run, TestBackend among them, so the fallback cannot rot unseen.
 test: test-deps build data lint verify-proto etcd-binary
 	$(GO) test -count=1 -timeout 30m -skip '^TestChaos$$' ./...
 	$(MAKE) fuzz-smoke FUZZTIME=5s
 	$(GO) test -count=1 -race -timeout 30m ./allreduce/... ./cluster/... ./coordinator/... ./worker/... ./train/...
-	CGO_ENABLED=0 $(GO) build -tags purego -o /dev/null ./cmd/ringtrain
-	CGO_ENABLED=0 $(GO) test -count=1 -tags purego ./nn/... ./train/
+	CGO_ENABLED=0 $(GO) build -tags gogemm -o /dev/null ./cmd/ringtrain
+	CGO_ENABLED=0 $(GO) test -count=1 -tags gogemm ./nn/... ./train/
 	$(GO) test -count=1 -timeout 60m -run '^TestChaos$$' ./deploy/
 
 test-short: build

@@ -72,7 +72,7 @@
 // # Threads
 //
 // Matrix products go to internal/blas: OpenBLAS's cblas_sgemm when cgo is
-// enabled; when built with CGO_ENABLED=0 or -tags purego, pure Go: an
+// enabled; when built with CGO_ENABLED=0 or -tags gogemm, pure Go: an
 // AVX-512 assembly kernel on amd64 CPUs with AVX512F (about as fast as
 // OpenBLAS's SkylakeX kernel on a training step), else an AVX2+FMA one where
 // the CPU has those (the same bits, about half as fast), else gonum's Sgemm,

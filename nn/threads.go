@@ -12,7 +12,7 @@ func SetThreads(n int) { blas.SetThreads(n) }
 func Threads() int { return blas.Threads() }
 
 // BLASBackend names the matrix multiply compiled in: "openblas" (cgo) or
-// "go" (CGO_ENABLED=0 or -tags purego).
+// "go" (CGO_ENABLED=0 or -tags gogemm).
 func BLASBackend() string { return blas.Backend }
 
 // BLASKernel names the kernel the matrix multiply runs on this machine:

@@ -160,7 +160,7 @@ func (f Fingerprint) firstDiff(run Fingerprint) (fpPart, bool) {
 	case f.GEMM != run.GEMM:
 		fix := "use a build with cgo and libopenblas (the default build)"
 		if run.GEMM == "go" {
-			fix = "use a pure-Go build (CGO_ENABLED=0 or -tags purego)"
+			fix = "use a pure-Go build (CGO_ENABLED=0 or -tags gogemm)"
 		}
 		return fpPart{"GEMM backend", f.GEMM, run.GEMM,
 			fmt.Sprintf("the GEMM backend %s differs from the run's %s (%s); %s", f.GEMM, run.GEMM, fpWhy, fix)}, true

@@ -2,7 +2,7 @@
 //
 // Two backends are selected at build time:
 //
-//   - sgemm_openblas.go (cgo enabled, no "purego" tag): cblas_sgemm from
+//   - sgemm_openblas.go (cgo enabled, no "gogemm" tag): cblas_sgemm from
 //     OpenBLAS, linked with -lopenblas. SetThreads forwards to
 //     openblas_set_num_threads; the default is OpenBLAS's own
 //     (OPENBLAS_NUM_THREADS, else every core). A DYNAMIC_ARCH build picks
@@ -15,7 +15,7 @@
 //     (through gotoblas_dynamic_quit and gotoblas_dynamic_init, the way
 //     OPENBLAS_CORETYPE would have at load). An OpenBLAS built for one
 //     target keeps its kernel.
-//   - sgemm_purego.go (CGO_ENABLED=0 or -tags purego): pure Go, no cgo, with
+//   - sgemm_gogemm.go (CGO_ENABLED=0 or -tags gogemm): pure Go, no cgo, with
 //     three kernels, chosen when the process starts. Two are blocked
 //     (sgemm_blocked.go): op(A) and op(B) are packed into blocks sized for L2
 //     and L1 (pack_avx2_amd64.s), and an assembly micro-kernel computes tiles

@@ -62,7 +62,7 @@ func implementations() map[string]sgemmFunc {
 }
 
 // TestBackend: the build tags select the implementation the package
-// documents: OpenBLAS with cgo, gonum with CGO_ENABLED=0 or -tags purego.
+// documents: OpenBLAS with cgo, gonum with CGO_ENABLED=0 or -tags gogemm.
 func TestBackend(t *testing.T) {
 	if Backend != wantBackend {
 		t.Fatalf("Backend = %q, want %q for this build's tags", Backend, wantBackend)

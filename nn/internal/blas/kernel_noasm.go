@@ -1,4 +1,4 @@
-//go:build !amd64 || noasm || (cgo && !purego)
+//go:build !amd64 || noasm || (cgo && !gogemm)
 
 package blas
 

@@ -1,4 +1,4 @@
-//go:build cgo && !purego
+//go:build cgo && !gogemm
 
 package blas
 
@@ -104,7 +104,7 @@ var wideCores = map[string]bool{"haswell": true, "zen": true, "skylakex": true, 
 // build does not run.
 func kernelEnvError() error {
 	if v := os.Getenv(KernelEnv); v != "" {
-		return fmt.Errorf("blas: %s=%q has no effect: this build multiplies with OpenBLAS (its kernel is chosen with OPENBLAS_CORETYPE); build with CGO_ENABLED=0 or -tags purego for the pure-Go kernels", KernelEnv, v)
+		return fmt.Errorf("blas: %s=%q has no effect: this build multiplies with OpenBLAS (its kernel is chosen with OPENBLAS_CORETYPE); build with CGO_ENABLED=0 or -tags gogemm for the pure-Go kernels", KernelEnv, v)
 	}
 	return nil
 }
