@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/ringtrain/ringtrain/internal/cputime"
 )
 
 // BenchConfig describes one rank of `ringtrain bench allreduce`: the command
@@ -122,7 +124,7 @@ func BenchWorker(ctx context.Context, cfg BenchConfig) (_ []BenchResult, err err
 			if err := ring.Barrier(ctx); err != nil {
 				return results, err
 			}
-			cpu0 := processCPU()
+			cpu0 := cputime.Process()
 			start := time.Now()
 			if err := ring.AllReduce(ctx, buf); err != nil {
 				return results, err
@@ -130,7 +132,7 @@ func BenchWorker(ctx context.Context, cfg BenchConfig) (_ []BenchResult, err err
 			el := time.Since(start)
 			if i >= cfg.Warmup {
 				times = append(times, el.Seconds())
-				cpus = append(cpus, (processCPU() - cpu0).Seconds())
+				cpus = append(cpus, (cputime.Process() - cpu0).Seconds())
 			}
 			for _, v := range buf {
 				if v != want {

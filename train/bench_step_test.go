@@ -3,11 +3,10 @@ package train
 import (
 	"context"
 	"math/rand/v2"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/ringtrain/ringtrain/dataset"
+	"github.com/ringtrain/ringtrain/internal/cputime"
 	"github.com/ringtrain/ringtrain/nn"
 )
 
@@ -35,7 +34,7 @@ func benchStep(b *testing.B, exact bool, micro int) {
 	}
 	s := NewStepper(st, data, SingleProcess{})
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0 := cputime.Process()
 	for range b.N {
 		if _, err := s.Step(context.Background(), false); err != nil {
 			b.Fatal(err)
@@ -44,17 +43,9 @@ func benchStep(b *testing.B, exact bool, micro int) {
 	b.ReportMetric(float64(cfg.Batch)*float64(b.N)/b.Elapsed().Seconds(), "samples/s")
 	// The process's CPU time per step: on a busy machine a steadier
 	// figure than the wall clock.
-	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+	b.ReportMetric(float64((cputime.Process()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 }
 
 func BenchmarkStepExact(b *testing.B)   { benchStep(b, true, DefaultMicroBatch) }
 func BenchmarkStepExact32(b *testing.B) { benchStep(b, true, 32) }
 func BenchmarkStepFloat(b *testing.B)   { benchStep(b, false, DefaultMicroBatch) }
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
