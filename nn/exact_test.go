@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/ringtrain/ringtrain/internal/testenv"
 )
 
 // TestBackwardMicroMatchesPerMicroShard: exact training's one pass over a
@@ -13,9 +15,7 @@ import (
 // pure-Go GEMM (whose rows are independent) and within float32 rounding of
 // another GEMM's micro-shard gradient.
 func TestBackwardMicroMatchesPerMicroShard(t *testing.T) {
-	if FixedKernel() == "" {
-		t.Skip("no fixed-point kernel on this CPU (the classic way is tested in train)")
-	}
+	testenv.Need(t, FixedKernel() != "", "the fixed-point kernel (AVX-512F and DQ); without it exact training takes the classic way, tested in train")
 	for _, c := range []struct {
 		spec        Spec
 		rows, micro int

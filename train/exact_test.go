@@ -1,15 +1,12 @@
 package train
 
 import (
-	"fmt"
 	"math"
 	"math/bits"
 	"math/rand/v2"
 	"os"
 	"runtime"
 	"testing"
-
-	"github.com/ringtrain/ringtrain/nn"
 )
 
 // reduceExact is the exact reduction of exact.go done by hand for one
@@ -208,37 +205,5 @@ func TestFixedKernelsMatchGo(t *testing.T) {
 				}
 			}
 		}
-	}
-}
-
-// TestExactFusedMatchesClassic: with the pure-Go GEMM, the fixed-point
-// kernel's steps (one backward over all micro-shards, weight gradients
-// straight to integers, and in one process straight back to float32) train
-// the same bits as a float32 gradient per micro-shard converted after, at 1
-// and 3 ranks.
-func TestExactFusedMatchesClassic(t *testing.T) {
-	if nn.FixedKernel() == "" || nn.BLASBackend() != "go" || nn.BLASKernel() == "generic" {
-		t.Skipf("compares the fixed-point kernel with the pure-Go GEMM's way (this build: %s %s, fixed kernel %q)", nn.BLASBackend(), nn.BLASKernel(), nn.FixedKernel())
-	}
-	set := synthetic(512, 12, 3, 1)
-	cfg := smallConfig()
-	cfg.Batch, cfg.MicroBatch, cfg.Exact = 30, 4, true
-	for _, world := range []int{1, 3} {
-		t.Run(fmt.Sprint(world), func(t *testing.T) {
-			var hashes [2][32]byte
-			for i, fused := range []bool{true, false} {
-				states, steppers := ringReplicas(t, cfg, set, world)
-				for _, s := range steppers {
-					s.exact.fused = fused
-				}
-				for range 5 {
-					stepAll(t, steppers, make([]bool, world))
-				}
-				hashes[i] = states[0].ParamHash()
-			}
-			if hashes[0] != hashes[1] {
-				t.Fatalf("%d ranks: fused %x, classic %x", world, hashes[0], hashes[1])
-			}
-		})
 	}
 }

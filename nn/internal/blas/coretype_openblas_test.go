@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/cpu"
+
+	"github.com/ringtrain/ringtrain/internal/testenv"
 )
 
 // TestKernelFitsCPU: on a CPU with AVX2 and FMA a DYNAMIC_ARCH OpenBLAS runs
@@ -17,12 +19,8 @@ func TestKernelFitsCPU(t *testing.T) {
 	if v, set := os.LookupEnv("OPENBLAS_CORETYPE"); set {
 		t.Skipf("OPENBLAS_CORETYPE=%q chooses the kernel", v)
 	}
-	if !cpu.X86.HasAVX2 || !cpu.X86.HasFMA {
-		t.Skip("the CPU lacks AVX2 or FMA")
-	}
-	if !dynamicArch() {
-		t.Skipf("OpenBLAS is built for one target (%s), not DYNAMIC_ARCH", Kernel())
-	}
+	testenv.Need(t, cpu.X86.HasAVX2 && cpu.X86.HasFMA, "a CPU with AVX2 and FMA")
+	testenv.Need(t, dynamicArch(), "an OpenBLAS built with DYNAMIC_ARCH (Debian's libopenblas-dev), not for one target ("+Kernel()+")")
 	k := Kernel()
 	if k == "Prescott" || !wideCores[strings.ToLower(k)] {
 		t.Fatalf("Kernel() = %q on a CPU with AVX2 and FMA (OpenBLAS chose %q), want an AVX2 or AVX-512 kernel", k, replacedCore)

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/ringtrain/ringtrain/nn/internal/blas"
+
+	"github.com/ringtrain/ringtrain/internal/testenv"
 )
 
 // fma32 is float32's fused multiply-add, correctly rounded: the product is
@@ -84,9 +86,7 @@ func shiftFor(d []float32, a []float32, rows []int32) int {
 }
 
 func TestWeightGradMatchesOracle(t *testing.T) {
-	if Kernel() == "" {
-		t.Skip("no fixed-point kernel on this CPU") // CI's amd64 machines have one: TestKernelPresent
-	}
+	testenv.Need(t, Kernel() != "", "the fixed-point kernel (AVX-512F and DQ)")
 	rng := rand.New(rand.NewPCG(1, 2))
 	var s Scratch
 	for _, c := range []struct {
@@ -119,40 +119,6 @@ func TestWeightGradMatchesOracle(t *testing.T) {
 			if got[i] != want[i] {
 				t.Fatalf("%d×%d rows %v: acc[%d] = %d, want %d", c.outW, c.inW, c.rows, i, got[i], want[i])
 			}
-		}
-	}
-}
-
-// TestWeightGradMatchesGEMM: the kernel's float32 chain is the pure-Go
-// GEMM's, so exact training gets the same bits whichever way it computes a
-// micro-shard's gradient.
-func TestWeightGradMatchesGEMM(t *testing.T) {
-	if Kernel() == "" || blas.Backend != "go" || blas.Kernel() == "generic" {
-		t.Skipf("compares with the pure-Go GEMM kernels (this build: %s %s, fixed kernel %q)", blas.Backend, blas.Kernel(), Kernel())
-	}
-	rng := rand.New(rand.NewPCG(3, 4))
-	const outW, inW = 37, 300
-	rows := []int32{16, 16, 16, 9}
-	total := 57
-	d := randVals(rng, total*outW, 4)
-	a := randVals(rng, total*inW, 4)
-	shift := shiftFor(d, a, rows)
-	want := make([]int64, outW*inW)
-	g := make([]float32, outW*inW)
-	r0 := 0
-	for _, n := range rows {
-		blas.Sgemm(true, false, outW, inW, int(n), 1, d[r0*outW:], outW, a[r0*inW:], inW, 0, g, inW)
-		for i, v := range g {
-			want[i] += int64(math.RoundToEven(math.Ldexp(float64(v), shift)))
-		}
-		r0 += int(n)
-	}
-	got := make([]int64, outW*inW)
-	var s Scratch
-	WeightGrad(got, d, outW, a, inW, rows, shift, &s)
-	for i := range want {
-		if got[i] != want[i] {
-			t.Fatalf("acc[%d] = %d, GEMM then round gives %d", i, got[i], want[i])
 		}
 	}
 }
@@ -237,9 +203,7 @@ func TestMaxAbs(t *testing.T) {
 // TestWeightGradFloat: the float32 images are those of WeightGrad's
 // integers, converted once.
 func TestWeightGradFloat(t *testing.T) {
-	if Kernel() == "" {
-		t.Skip("no fixed-point kernel on this CPU")
-	}
+	testenv.Need(t, Kernel() != "", "the fixed-point kernel (AVX-512F and DQ)")
 	rng := rand.New(rand.NewPCG(7, 8))
 	var s Scratch
 	for _, c := range []struct {
