@@ -137,22 +137,34 @@ func (n *Network) backward(x []float32, rows int, ready func(layer int)) {
 	for l := n.NumLayers() - 1; l >= 0; l-- {
 		inW, outW := n.Spec.Layers[l], n.Spec.Layers[l+1]
 		d := n.ws.d[l][:rows*outW]
-		prev := x
-		if l > 0 {
-			prev = n.ws.a[l-1][:rows*inW]
-		}
-		blas.Sgemm(true, false, outW, inW, rows, 1, d, outW, prev, inW, 0, n.WeightGrad(l), inW)
+		blas.Sgemm(true, false, outW, inW, rows, 1, d, outW, n.input(x, l)[:rows*inW], inW, 0, n.WeightGrad(l), inW)
 		columnSums(d, outW, n.BiasGrad(l))
 		if ready != nil {
 			ready(l)
 		}
-		if l == 0 {
-			break
+		if l > 0 {
+			n.deltaAt(l, 0, rows)
 		}
-		dPrev := n.ws.d[l-1][:rows*inW]
-		blas.Sgemm(false, false, rows, inW, outW, 1, d, outW, n.Weight(l), inW, 0, dPrev, inW)
-		n.r.hidden.backward(dPrev, n.ws.z[l-1][:rows*inW], prev, inW)
 	}
+}
+
+// input is layer l's input in the workspace: x, the batch's, for the first
+// layer, else the previous layer's activations.
+func (n *Network) input(x []float32, l int) []float32 {
+	if l == 0 {
+		return x
+	}
+	return n.ws.a[l-1]
+}
+
+// deltaAt propagates layer l's deltas one layer back for the rows
+// [off, off+rows) of the workspace: Δ^{l-1} = (Δ^l W^l) ∘ f'(Z^{l-1}), l ≥ 1.
+func (n *Network) deltaAt(l, off, rows int) {
+	inW, outW := n.Spec.Layers[l], n.Spec.Layers[l+1]
+	d := n.ws.d[l][off*outW : (off+rows)*outW]
+	dPrev := n.ws.d[l-1][off*inW : (off+rows)*inW]
+	blas.Sgemm(false, false, rows, inW, outW, 1, d, outW, n.Weight(l), inW, 0, dPrev, inW)
+	n.r.hidden.backward(dPrev, n.ws.z[l-1][off*inW:(off+rows)*inW], n.ws.a[l-1][off*inW:(off+rows)*inW], inW)
 }
 
 // GradientBounds writes, after ComputeGradients(b, scale) and before any
@@ -164,24 +176,18 @@ func (n *Network) backward(x []float32, rows int, ready func(layer int)) {
 // sums (N < 2^22). A NaN or infinity anywhere makes its bound NaN or +Inf.
 // It reads only the batch's activations and deltas, far fewer values than
 // the gradient.
-func (n *Network) GradientBounds(b Batch, dst []float64) {
-	rows := b.N
+func (n *Network) GradientBounds(b Batch, dst []float64) { n.gradientBoundsAt(b.X, 0, b.N, dst) }
+
+// gradientBoundsAt is GradientBounds for the rows [off, off+rows) of the
+// workspace, whose inputs are those rows of x.
+func (n *Network) gradientBoundsAt(x []float32, off, rows int, dst []float64) {
 	for l := 0; l < n.NumLayers(); l++ {
 		inW, outW := n.Spec.Layers[l], n.Spec.Layers[l+1]
-		var prev []float32
-		if l == 0 {
-			prev = b.X[:rows*inW]
-		} else {
-			prev = n.ws.a[l-1][:rows*inW]
-		}
-		d := maxAbs(n.ws.d[l][:rows*outW])
-		dst[2*l] = 2 * float64(rows) * d * maxAbs(prev)
+		d := fixed.MaxAbs(n.ws.d[l][off*outW : (off+rows)*outW])
+		dst[2*l] = 2 * float64(rows) * d * fixed.MaxAbs(n.input(x, l)[off*inW:(off+rows)*inW])
 		dst[2*l+1] = 2 * float64(rows) * d
 	}
 }
-
-// maxAbs is the largest |v| (NaN if any v is NaN).
-func maxAbs(v []float32) float64 { return fixed.MaxAbs(v) }
 
 // columnSums sets sum[j] = Σ_r d[r*cols+j].
 func columnSums(d []float32, cols int, sum []float32) {

@@ -86,31 +86,16 @@ func (n *Network) BackwardMicro(b Batch, micro int, scale float32, losses, bound
 	}
 	off = 0
 	for m, rows := range n.ws.micro {
-		r := int(rows)
-		dst := bounds[m*2*L : (m+1)*2*L]
-		for l := range L {
-			inW, outW := n.Spec.Layers[l], n.Spec.Layers[l+1]
-			prev := b.X
-			if l > 0 {
-				prev = n.ws.a[l-1]
-			}
-			d := maxAbs(n.ws.d[l][off*outW : (off+r)*outW])
-			dst[2*l] = 2 * float64(r) * d * maxAbs(prev[off*inW:(off+r)*inW])
-			dst[2*l+1] = 2 * float64(r) * d
-		}
-		off += r
+		n.gradientBoundsAt(b.X, off, int(rows), bounds[m*2*L:(m+1)*2*L])
+		off += int(rows)
 	}
 }
 
 // deltasAt propagates Δ^L back to Δ^1 for the rows [off, off+rows) of the
-// workspace: Δ^{l-1} = (Δ^l W^l) ∘ f'(Z^{l-1}), as backward does.
+// workspace, as backward does.
 func (n *Network) deltasAt(off, rows int) {
 	for l := n.NumLayers() - 1; l > 0; l-- {
-		inW, outW := n.Spec.Layers[l], n.Spec.Layers[l+1]
-		d := n.ws.d[l][off*outW : (off+rows)*outW]
-		dPrev := n.ws.d[l-1][off*inW : (off+rows)*inW]
-		blas.Sgemm(false, false, rows, inW, outW, 1, d, outW, n.Weight(l), inW, 0, dPrev, inW)
-		n.r.hidden.backward(dPrev, n.ws.z[l-1][off*inW:(off+rows)*inW], n.ws.a[l-1][off*inW:(off+rows)*inW], inW)
+		n.deltaAt(l, off, rows)
 	}
 }
 
@@ -123,11 +108,7 @@ func (n *Network) deltasAt(off, rows int) {
 // FixedKernel() != "".
 func (n *Network) FixedWeightGrad(b Batch, l, shift int, acc []int64) {
 	inW, outW := n.Spec.Layers[l], n.Spec.Layers[l+1]
-	prev := b.X
-	if l > 0 {
-		prev = n.ws.a[l-1]
-	}
-	fixed.WeightGrad(acc[:outW*inW], n.ws.d[l], outW, prev, inW, n.ws.micro, shift, &n.ws.fixed)
+	fixed.WeightGrad(acc[:outW*inW], n.ws.d[l], outW, n.input(b.X, l), inW, n.ws.micro, shift, &n.ws.fixed)
 }
 
 // FixedWeightGradFloat is FixedWeightGrad followed by the conversion back to
@@ -135,11 +116,7 @@ func (n *Network) FixedWeightGrad(b Batch, l, shift int, acc []int64) {
 // that needs no other process's: the integers never reach memory.
 func (n *Network) FixedWeightGradFloat(b Batch, l, shift int, out []float32) {
 	inW, outW := n.Spec.Layers[l], n.Spec.Layers[l+1]
-	prev := b.X
-	if l > 0 {
-		prev = n.ws.a[l-1]
-	}
-	fixed.WeightGradFloat(out[:outW*inW], n.ws.d[l], outW, prev, inW, n.ws.micro, shift, &n.ws.fixed)
+	fixed.WeightGradFloat(out[:outW*inW], n.ws.d[l], outW, n.input(b.X, l), inW, n.ws.micro, shift, &n.ws.fixed)
 }
 
 // FixedBiasGrad is FixedWeightGrad for layer l's bias gradient: each
