@@ -199,7 +199,7 @@ func (s *Stepper) stepExact(ctx context.Context, vote bool) (Result, error) {
 	for _, l := range e.losses[:hi-lo] {
 		e.acc[np] += int64(math.Ldexp(l, ls))
 	}
-	e.pending = e.pending[:0]
+	bytes := 0
 	if world == 1 && e.fused {
 		// One process: the sums are final where they are made, so the
 		// kernel converts them back at once (the same bits as a
@@ -217,9 +217,28 @@ func (s *Stepper) stepExact(ctx context.Context, vote bool) (Result, error) {
 			st.Net.FixedBiasGrad(b/2, e.shift(e.exps[b]), acc)
 			fromFixed(out, acc, e.shift(e.exps[b]))
 		}
-		loss := float64(float32(math.Ldexp(float64(e.acc[np]), -ls))) / float64(st.Cfg.Batch)
-		return s.apply(loss, true, e.ctl[world*nb] > 0, e.ctl[world*nb+1:], compute, time.Since(t1), 0)
+		e.convertLoss()
+	} else {
+		if err := s.reduceExact(ctx, local, rows, lo, hi); err != nil {
+			return Result{}, fmt.Errorf("step %d: %w", st.Step, err)
+		}
+		bytes = 4*len(e.ctl) + 12*len(e.acc)
 	}
+	// The gradient is in Net.Grads (e.out), converted from the sums by
+	// the ranks that completed them; the loss sum rides behind it.
+	loss := float64(e.out[np]) / float64(st.Cfg.Batch)
+	return s.apply(loss, true, e.ctl[world*nb] > 0, e.ctl[world*nb+1:], compute, time.Since(t1), bytes)
+}
+
+// reduceExact turns this rank's micro-shard gradients into integers, one
+// bucket of layers at a time from the output back (the loss sum, already in
+// acc, rides with the first), and starts each bucket's collective as soon
+// as its integers are ready, so that the ring sums one bucket while the next
+// is converted; it returns when all are done, the gradient in e.out.
+func (s *Stepper) reduceExact(ctx context.Context, local [][]float32, rows nn.Batch, lo, hi int) error {
+	st, e := s.st, s.exact
+	np := len(st.Net.Params)
+	e.pending = e.pending[:0]
 	for i, bk := range e.collectives {
 		for b, sp := range e.buckets {
 			if sp.off < bk.off || sp.off >= bk.end {
@@ -243,14 +262,7 @@ func (s *Stepper) stepExact(ctx context.Context, vote bool) (Result, error) {
 		}
 		e.pending = append(e.pending, s.red.StartFixed(ctx, e.acc[bk.off:end], e.out[bk.off:end], e.converts[i]))
 	}
-	if err := waitAll(e.pending); err != nil {
-		return Result{}, fmt.Errorf("step %d: %w", st.Step, err)
-	}
-	reduce := time.Since(t1)
-	// The gradient is in Net.Grads (e.out), converted from the sums by
-	// the ranks that completed them; the loss sum rides behind it.
-	loss := float64(e.out[np]) / float64(st.Cfg.Batch)
-	return s.apply(loss, true, e.ctl[world*nb] > 0, e.ctl[world*nb+1:], compute, reduce, 4*len(e.ctl)+12*len(e.acc))
+	return waitAll(e.pending)
 }
 
 // convert is the conversion of collective i's sums, elements [lo, hi) of
@@ -267,8 +279,14 @@ func (e *exactState) convert(i, lo, hi int) {
 		}
 	}
 	if lo <= np && np < hi {
-		e.out[np] = float32(math.Ldexp(float64(e.acc[np]), -e.shift(e.exps[len(e.exps)-1])))
+		e.convertLoss()
 	}
+}
+
+// convertLoss converts the summed loss, behind the gradient, with its scale.
+func (e *exactState) convertLoss() {
+	np := len(e.acc) - 1
+	e.out[np] = float32(math.Ldexp(float64(e.acc[np]), -e.shift(e.exps[len(e.exps)-1])))
 }
 
 // boundExps raises the exponents of this rank's step to cover one
